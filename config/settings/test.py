@@ -1,0 +1,15 @@
+"""Test settings: fast hashing, artifacts in a temp dir, DEBUG off like production."""
+import tempfile
+from pathlib import Path
+
+from .base import *  # noqa: F401,F403
+from .base import env
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tests may run against PostgreSQL: DATABASE_URL=postgres://... make test
+DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
+ARTIFACTS_DIR = Path(tempfile.gettempdir()) / "pdm-test-artifacts"
+# Tasks are queued in memory, not run: tests call services directly.
+CELERY_BROKER_URL = "memory://"
+CELERY_TASK_ALWAYS_EAGER = False
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

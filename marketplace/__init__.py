@@ -1,0 +1,1 @@
+"""The marketplace: data owners, their validated uploads, admin-held eval sets."""

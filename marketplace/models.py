@@ -1,0 +1,108 @@
+"""Owners, their contributions of preference pairs, and the admin-held eval sets.
+
+A pair's `content_hash` is over its normalised text (see parsing.normalise_text):
+it is unique across the whole marketplace, which is how a copy of another owner's
+data is refused (anti-replication), and it is the only index the upload path needs.
+"""
+from django.conf import settings
+from django.db import models
+
+
+class DataOwner(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="data_owner")
+    display_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["user__username"]
+
+    def __str__(self) -> str:
+        return self.display_name or self.user.get_username()
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+
+class PairFormat(models.TextChoices):
+    TEXT = "text", "explicit prompt (strings)"
+    CONVERSATIONAL = "conversational", "conversational (message lists)"
+
+
+class FileFormat(models.TextChoices):
+    JSONL = "jsonl", "JSON Lines"
+    CSV = "csv", "CSV"
+    PARQUET = "parquet", "Parquet"
+
+
+class Contribution(models.Model):
+    class Status(models.TextChoices):
+        # A refused upload keeps only this record (name, hash, reasons) so the owner can
+        # see why; none of its pairs is stored (DESIGN §6).
+        ACCEPTED = "accepted", "accepted"
+        REFUSED = "refused", "refused"
+
+    owner = models.ForeignKey(DataOwner, on_delete=models.CASCADE, related_name="contributions")
+    original_name = models.CharField(max_length=255)
+    file_format = models.CharField(max_length=16, choices=FileFormat.choices, blank=True)
+    sha256 = models.CharField(max_length=64)
+    n_pairs = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACCEPTED)
+    row_errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.status}, {self.n_pairs} pairs)"
+
+
+class PreferencePair(models.Model):
+    contribution = models.ForeignKey(Contribution, on_delete=models.CASCADE, related_name="pairs")
+    pair_format = models.CharField(max_length=16, choices=PairFormat.choices, default=PairFormat.TEXT)
+    # For conversational pairs the fields hold the message list as canonical JSON (lossless).
+    prompt = models.TextField()
+    chosen = models.TextField()
+    rejected = models.TextField()
+    content_hash = models.CharField(max_length=64, unique=True)
+    row_number = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["contribution_id", "row_number"]
+
+    def __str__(self) -> str:
+        return f"pair {self.row_number} of {self.contribution_id}"
+
+
+class EvalSet(models.Model):
+    """Held out by admins; never used for training (nothing reads it but scoring)."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    n_pairs = models.PositiveIntegerField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EvalPair(models.Model):
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="pairs")
+    pair_format = models.CharField(max_length=16, choices=PairFormat.choices, default=PairFormat.TEXT)
+    prompt = models.TextField()
+    chosen = models.TextField()
+    rejected = models.TextField()
+    content_hash = models.CharField(max_length=64)
+    row_number = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["eval_set_id", "row_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["eval_set", "content_hash"], name="evalpair_unique_in_set"),
+        ]

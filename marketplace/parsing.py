@@ -1,0 +1,311 @@
+"""The one upload parser: JSONL, CSV and Parquet preference files (DESIGN §6).
+
+Web form, REST API and `manage.py import_pairs` / `import_eval` all call
+`parse_upload`. It never touches the database: it returns every row it could read
+plus every row-numbered problem it found, and the caller (services.py) refuses the
+whole file when there is any. Rows are numbered the way a person finds them:
+the line number in a JSONL file, the 1-based data row (header excluded) in CSV
+and Parquet.
+
+Pairs are TRL's explicit-prompt preference format (`prompt`/`chosen`/`rejected`
+strings) or its conversational form (lists of `{role, content}` messages), which
+is stored losslessly as canonical JSON.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import unicodedata
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+FIELDS = ("prompt", "chosen", "rejected")
+EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+# Browsers and HTTP clients label these files many ways; anything else is a wrong file.
+CONTENT_TYPES = {
+    "jsonl": {"application/jsonl", "application/x-jsonlines", "application/x-ndjson", "application/json",
+              "text/plain", "application/octet-stream", "text/jsonl"},
+    "csv": {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel", "application/octet-stream"},
+    "parquet": {"application/vnd.apache.parquet", "application/x-parquet", "application/parquet",
+                "application/octet-stream"},
+}
+PARQUET_MAGIC = b"PAR1"
+ROLES = {"system", "user", "assistant", "tool"}
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    max_rows: int
+    max_field_chars: int
+    max_reported_errors: int = 100
+
+    @classmethod
+    def from_settings(cls) -> UploadLimits:
+        return cls(
+            max_bytes=settings.UPLOAD_MAX_BYTES,
+            max_rows=settings.UPLOAD_MAX_ROWS,
+            max_field_chars=settings.UPLOAD_MAX_FIELD_CHARS,
+            max_reported_errors=settings.UPLOAD_MAX_REPORTED_ERRORS,
+        )
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int | None  # None: the problem is with the whole file
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = "file" if self.row is None else f"row {self.row}"
+        if self.field:
+            where += f", field '{self.field}'"
+        return f"{where}: {self.message}"
+
+    def as_dict(self) -> dict:
+        return {"row": self.row, "field": self.field, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ParsedPair:
+    row: int
+    pair_format: str  # "text" | "conversational"
+    prompt: str
+    chosen: str
+    rejected: str
+    content_hash: str
+
+
+@dataclass
+class ParseResult:
+    file_format: str
+    sha256: str
+    pairs: list[ParsedPair] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    n_errors: int = 0  # all problems found; `errors` keeps the first max_reported_errors
+
+    def add_error(self, error: RowError, limits: UploadLimits) -> None:
+        self.n_errors += 1
+        if len(self.errors) < limits.max_reported_errors:
+            self.errors.append(error)
+
+
+class UploadRefused(Exception):
+    """The whole file is refused; nothing of it is stored."""
+
+    def __init__(self, errors: list[RowError], n_errors: int | None = None, *, contribution=None):
+        self.errors = errors
+        self.n_errors = n_errors if n_errors is not None else len(errors)
+        self.contribution = contribution
+        shown = "; ".join(str(e) for e in errors[:5])
+        more = f" (and {self.n_errors - 5} more)" if self.n_errors > 5 else ""
+        super().__init__(f"upload refused, {self.n_errors} problem(s): {shown}{more}")
+
+    def as_dict(self) -> dict:
+        return {
+            "detail": "The file was refused; nothing was stored. Fix the rows below and upload it again.",
+            "n_errors": self.n_errors,
+            "errors": [e.as_dict() for e in self.errors],
+        }
+
+
+def refuse(message: str, *, field_name: str | None = None) -> UploadRefused:
+    return UploadRefused([RowError(None, field_name, message)])
+
+
+def normalise_text(text: str) -> str:
+    """Case-, width- and whitespace-insensitive form, so trivial edits don't evade anti-replication."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def content_hash(prompt: str, chosen: str, rejected: str) -> str:
+    canonical = json.dumps([normalise_text(prompt), normalise_text(chosen), normalise_text(rejected)],
+                           ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def detect_format(filename: str, content_type: str | None, head: bytes) -> str:
+    name = (filename or "").lower()
+    ext = next((e for e in EXTENSIONS if name.endswith(e)), None)
+    if ext is None:
+        raise refuse(f"unsupported file extension in '{filename}': use one of {', '.join(sorted(EXTENSIONS))}")
+    fmt = EXTENSIONS[ext]
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype and ctype not in CONTENT_TYPES[fmt]:
+        raise refuse(f"content type '{ctype}' does not match a {fmt} file")
+    if (fmt == "parquet") != head.startswith(PARQUET_MAGIC):
+        raise refuse(f"the file's content is not {fmt}" + (" (no Parquet magic bytes)" if fmt == "parquet" else ""))
+    return fmt
+
+
+def read_limited(fileobj, limits: UploadLimits) -> bytes:
+    """Read at most max_bytes + 1 so an oversized upload is refused without reading it all."""
+    size = getattr(fileobj, "size", None)
+    if size is not None and size > limits.max_bytes:
+        raise refuse(f"file is {size:,} bytes; the limit is {limits.max_bytes:,} bytes")
+    data = fileobj.read(limits.max_bytes + 1)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if len(data) > limits.max_bytes:
+        raise refuse(f"file is larger than the limit of {limits.max_bytes:,} bytes")
+    if not data.strip():
+        raise refuse("file is empty")
+    return data
+
+
+def parse_upload(fileobj, *, filename: str, content_type: str | None = None,
+                 limits: UploadLimits | None = None) -> ParseResult:
+    """Parse and validate a whole file. Raises UploadRefused for file-level problems;
+    row-level problems are collected in the result (the caller refuses if any)."""
+    limits = limits or UploadLimits.from_settings()
+    data = read_limited(fileobj, limits)
+    fmt = detect_format(filename, content_type, data[:4])
+    result = ParseResult(file_format=fmt, sha256=hashlib.sha256(data).hexdigest())
+    reader = {"jsonl": _jsonl_records, "csv": _csv_records, "parquet": _parquet_records}[fmt]
+    first_row_of: dict[str, int] = {}
+    n_records = 0
+    for row, record in reader(data, result, limits):
+        n_records += 1
+        if n_records > limits.max_rows:
+            result.add_error(RowError(row, None, f"more than {limits.max_rows:,} rows; split the file"), limits)
+            break
+        pair = _validate_record(row, record, result, limits)
+        if pair is None:
+            continue
+        if pair.content_hash in first_row_of:
+            result.add_error(RowError(row, None, f"duplicate of row {first_row_of[pair.content_hash]}"), limits)
+            continue
+        first_row_of[pair.content_hash] = row
+        result.pairs.append(pair)
+    if n_records == 0 and not result.errors:
+        result.add_error(RowError(None, None, "file has no rows"), limits)
+    return result
+
+
+def _jsonl_records(data: bytes, result: ParseResult, limits: UploadLimits):
+    for line_no, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            result.add_error(RowError(line_no, None, f"not valid UTF-8 (byte {exc.start})"), limits)
+            continue
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            result.add_error(RowError(line_no, None, f"malformed JSON: {msg}"), limits)
+            continue
+        if not isinstance(record, dict):
+            result.add_error(RowError(line_no, None, "each line must be a JSON object"), limits)
+            continue
+        yield line_no, record
+
+
+def _csv_records(data: bytes, result: ParseResult, limits: UploadLimits):
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UploadRefused([RowError(None, None, f"not valid UTF-8 (line {line} of the file, byte {exc.start})")])
+    csv.field_size_limit(max(limits.max_field_chars * 4, 131072))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = reader.fieldnames or []
+        missing = [f for f in FIELDS if f not in header]
+        if missing:
+            raise refuse(f"CSV header must have columns {', '.join(FIELDS)}; missing: {', '.join(missing)}")
+        for row_no, record in enumerate(reader, start=1):
+            if None in record:  # more cells than header columns
+                result.add_error(RowError(row_no, None, "more cells than header columns"), limits)
+                continue
+            yield row_no, record
+    except csv.Error as exc:
+        raise refuse(f"malformed CSV near data row {reader.line_num}: {exc}")
+
+
+def _parquet_records(data: bytes, result: ParseResult, limits: UploadLimits):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        missing = [f for f in FIELDS if f not in parquet.schema_arrow.names]
+        if missing:
+            raise refuse(f"Parquet file must have columns {', '.join(FIELDS)}; missing: {', '.join(missing)}")
+        if parquet.metadata.num_rows > limits.max_rows:
+            raise refuse(f"{parquet.metadata.num_rows:,} rows; the limit is {limits.max_rows:,}")
+        row_no = 0
+        for batch in parquet.iter_batches(batch_size=4096, columns=list(FIELDS)):
+            for record in batch.to_pylist():
+                row_no += 1
+                yield row_no, record
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise refuse(f"unreadable Parquet file: {str(exc)[:200]}")
+
+
+def _validate_record(row: int, record: dict, result: ParseResult, limits: UploadLimits) -> ParsedPair | None:
+    values, problems = {}, []
+    conversational = any(isinstance(record.get(f), list) for f in FIELDS)
+    for name in FIELDS:
+        value = record.get(name)
+        if name not in record or value is None:
+            problems.append(RowError(row, name, "missing"))
+        elif conversational:
+            err = _check_messages(value, limits)
+            if err:
+                problems.append(RowError(row, name, err))
+            else:
+                values[name] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        elif not isinstance(value, str):
+            problems.append(RowError(row, name, f"must be a string, got {type(value).__name__}"))
+        elif not value.strip():
+            problems.append(RowError(row, name, "empty"))
+        elif len(value) > limits.max_field_chars:
+            problems.append(RowError(row, name, f"{len(value):,} characters; the limit is {limits.max_field_chars:,}"))
+        elif "\x00" in value:
+            problems.append(RowError(row, name, "contains a NUL character"))
+        else:
+            values[name] = value
+    if not problems and _flat(values["chosen"], conversational) == _flat(values["rejected"], conversational):
+        problems.append(RowError(row, "rejected", "chosen and rejected are identical"))
+    for problem in problems:
+        result.add_error(problem, limits)
+    if problems:
+        return None
+    flat = [_flat(values[f], conversational) for f in FIELDS]
+    return ParsedPair(row=row, pair_format="conversational" if conversational else "text",
+                      prompt=values["prompt"], chosen=values["chosen"], rejected=values["rejected"],
+                      content_hash=content_hash(*flat))
+
+
+def _check_messages(value, limits: UploadLimits) -> str | None:
+    if not isinstance(value, list) or not value:
+        return "must be a non-empty list of {role, content} messages (or all three fields plain strings)"
+    total = 0
+    for k, message in enumerate(value, start=1):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str) \
+                or not isinstance(message.get("role"), str):
+            return f"message {k} must be an object with string 'role' and 'content'"
+        if message["role"] not in ROLES:
+            return f"message {k} has unknown role '{message['role']}' (use {', '.join(sorted(ROLES))})"
+        if not message["content"].strip() or "\x00" in message["content"]:
+            return f"message {k} has empty content or a NUL character"
+        total += len(message["content"])
+    if total > limits.max_field_chars:
+        return f"{total:,} characters of content; the limit is {limits.max_field_chars:,}"
+    return None
+
+
+def _flat(value: str, conversational: bool) -> str:
+    return flatten_messages(json.loads(value)) if conversational else value
+
+
+def flatten_messages(messages: list[dict]) -> str:
+    """Plain-text rendering of a conversation, used for hashing and for the tiny base
+    model (which has no chat template)."""
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)

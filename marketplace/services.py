@@ -1,0 +1,168 @@
+"""Writes of the marketplace: owners, contributions, eval sets. Each is atomic.
+
+A refused upload stores only a `refused` Contribution record with its reasons
+(so the owner can see why), never a pair.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+
+from .models import Contribution, DataOwner, EvalPair, EvalSet, PreferencePair
+from .parsing import ParseResult, RowError, UploadLimits, UploadRefused, parse_upload
+
+logger = logging.getLogger(__name__)
+HASH_QUERY_CHUNK = 900  # below SQLite's variable limit on every version we support
+REPLICATION_MESSAGE = ("this pair is already held by the marketplace (another owner's upload or "
+                       "held-out evaluation data); copies are not accepted")
+
+
+def owner_create(*, username: str, password: str | None = None, email: str = "",
+                 display_name: str = "") -> DataOwner:
+    User = get_user_model()
+    user = User(username=username, email=email)
+    if password:
+        validate_password(password, user)
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean()
+    with transaction.atomic():
+        user.save()
+        owner = DataOwner(user=user, display_name=display_name)
+        owner.full_clean()
+        owner.save()
+    return owner
+
+
+def owner_get_or_create(*, username: str) -> tuple[DataOwner, bool]:
+    owner = DataOwner.objects.filter(user__username=username).select_related("user").first()
+    if owner:
+        return owner, False
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    if user is not None:
+        return DataOwner.objects.create(user=user), True
+    return owner_create(username=username), True
+
+
+def owner_for_user(user) -> DataOwner:
+    owner = DataOwner.objects.filter(user=user).first() if user.is_authenticated else None
+    if owner is None:
+        raise PermissionDenied("only data owners can do this; this account is not a data owner")
+    return owner
+
+
+def _existing_hashes(hashes: list[str], model) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(hashes), HASH_QUERY_CHUNK):
+        chunk = hashes[start:start + HASH_QUERY_CHUNK]
+        owner_field = "contribution__owner_id" if model is PreferencePair else "eval_set_id"
+        found.update(model.objects.filter(content_hash__in=chunk).values_list("content_hash", owner_field))
+    return found
+
+
+def _check_replication(owner: DataOwner, result: ParseResult, limits: UploadLimits) -> None:
+    hashes = [p.content_hash for p in result.pairs]
+    held = _existing_hashes(hashes, PreferencePair)
+    in_eval = _existing_hashes(hashes, EvalPair)
+    for pair in result.pairs:
+        if pair.content_hash in in_eval or held.get(pair.content_hash, owner.pk) != owner.pk:
+            result.add_error(RowError(pair.row, None, REPLICATION_MESSAGE), limits)
+        elif pair.content_hash in held:
+            result.add_error(RowError(pair.row, None, "you already uploaded this pair in an earlier file"), limits)
+    result.errors.sort(key=lambda e: (e.row is not None, e.row or 0))
+
+
+def contribution_create(*, owner: DataOwner, file, filename: str, content_type: str | None = None,
+                        limits: UploadLimits | None = None) -> Contribution:
+    """Parse, validate and store a whole file, or refuse it whole (raises UploadRefused)."""
+    limits = limits or UploadLimits.from_settings()
+    try:
+        result = parse_upload(file, filename=filename, content_type=content_type, limits=limits)
+    except UploadRefused as refused:
+        refused.contribution = _record_refusal(owner, filename, "", "", refused)
+        raise
+    if not result.errors:
+        _check_replication(owner, result, limits)
+    if result.errors:
+        refused = UploadRefused(result.errors, result.n_errors)
+        refused.contribution = _record_refusal(owner, filename, result.file_format, result.sha256, refused)
+        raise refused
+    try:
+        contribution = _store_contribution(owner, filename, result)
+    except IntegrityError:
+        # A concurrent upload stored one of these pairs between our check and our insert.
+        refused = UploadRefused([RowError(None, None, REPLICATION_MESSAGE + " (uploaded concurrently)")])
+        refused.contribution = _record_refusal(owner, filename, result.file_format, result.sha256, refused)
+        raise refused
+    logger.info("contribution %s: %s accepted %d pairs", contribution.pk, owner, contribution.n_pairs)
+    return contribution
+
+
+@transaction.atomic
+def _store_contribution(owner: DataOwner, filename: str, result: ParseResult) -> Contribution:
+    contribution = Contribution(owner=owner, original_name=filename[:255], file_format=result.file_format,
+                                sha256=result.sha256, n_pairs=len(result.pairs),
+                                status=Contribution.Status.ACCEPTED)
+    contribution.full_clean()
+    contribution.save()
+    PreferencePair.objects.bulk_create(
+        (PreferencePair(contribution=contribution, pair_format=p.pair_format, prompt=p.prompt, chosen=p.chosen,
+                        rejected=p.rejected, content_hash=p.content_hash, row_number=p.row)
+         for p in result.pairs),
+        batch_size=2000,
+    )
+    return contribution
+
+
+def _record_refusal(owner: DataOwner, filename: str, file_format: str, sha256: str,
+                    refused: UploadRefused) -> Contribution:
+    return Contribution.objects.create(
+        owner=owner, original_name=(filename or "")[:255], file_format=file_format, sha256=sha256,
+        n_pairs=0, status=Contribution.Status.REFUSED,
+        row_errors=[e.as_dict() for e in refused.errors] + (
+            [{"row": None, "field": None, "message": f"{refused.n_errors - len(refused.errors)} more not shown"}]
+            if refused.n_errors > len(refused.errors) else []),
+    )
+
+
+@transaction.atomic
+def contribution_delete(*, contribution: Contribution) -> None:
+    """Owners may withdraw data no valuation round has used yet; used data is part of a record."""
+    from valuation.selectors import contribution_used_in_round
+
+    if contribution_used_in_round(contribution=contribution):
+        raise ValidationError("this contribution was used by a valuation round and can no longer be deleted")
+    contribution.delete()
+
+
+def eval_set_create(*, name: str, file, filename: str, content_type: str | None = None,
+                    created_by=None, limits: UploadLimits | None = None) -> EvalSet:
+    limits = limits or UploadLimits.from_settings()
+    if EvalSet.objects.filter(name=name).exists():
+        raise UploadRefused([RowError(None, "name", f"an eval set named '{name}' already exists")])
+    result = parse_upload(file, filename=filename, content_type=content_type, limits=limits)
+    if not result.errors:
+        held = _existing_hashes([p.content_hash for p in result.pairs], PreferencePair)
+        for pair in result.pairs:
+            if pair.content_hash in held:
+                result.add_error(RowError(pair.row, None, "this pair is an owner's training pair; "
+                                          "an eval set must be held out"), limits)
+    if result.errors:
+        raise UploadRefused(result.errors, result.n_errors)
+    eval_set = EvalSet(name=name, original_name=filename[:255], sha256=result.sha256,
+                       n_pairs=len(result.pairs), created_by=created_by)
+    eval_set.full_clean()
+    with transaction.atomic():
+        eval_set.save()
+        EvalPair.objects.bulk_create(
+            (EvalPair(eval_set=eval_set, pair_format=p.pair_format, prompt=p.prompt, chosen=p.chosen,
+                      rejected=p.rejected, content_hash=p.content_hash, row_number=p.row) for p in result.pairs),
+            batch_size=2000,
+        )
+    return eval_set

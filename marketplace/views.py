@@ -1,0 +1,106 @@
+"""Server-rendered pages of the marketplace. Thin: a form, one service call, a template."""
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from . import selectors, services
+from .forms import EvalSetForm, SignupForm, UploadForm
+from .parsing import UploadRefused
+
+
+def home(request):
+    if not request.user.is_authenticated:
+        return redirect("marketplace:login")
+    if request.user.is_staff:
+        return redirect("valuation:round-list")
+    return redirect("marketplace:contributions")
+
+
+def signup(request):
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        owner = services.owner_create(username=form.cleaned_data["username"],
+                                      password=form.cleaned_data["password1"], email=form.cleaned_data["email"])
+        login(request, owner.user)
+        messages.success(request, "Welcome! Upload your first preference file below.")
+        return redirect("marketplace:contributions")
+    return render(request, "marketplace/signup.html", {"form": form})
+
+
+@login_required
+def contribution_list(request):
+    form = UploadForm(request.POST or None, request.FILES or None)
+    refusal = None
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            owner = services.owner_for_user(request.user)
+            contribution = services.contribution_create(owner=owner, file=upload, filename=upload.name,
+                                                        content_type=upload.content_type)
+        except UploadRefused as exc:
+            refusal = exc
+        except PermissionDenied as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Accepted {contribution.n_pairs} pairs from {contribution.original_name}.")
+            return redirect("marketplace:contribution-detail", contribution_id=contribution.pk)
+    page = Paginator(selectors.contribution_list(user=request.user), 25).get_page(request.GET.get("page"))
+    status = 400 if refusal or (request.method == "POST" and not form.is_valid()) else 200
+    return render(request, "marketplace/contribution_list.html",
+                  {"form": form, "page": page, "refusal": refusal}, status=status)
+
+
+@login_required
+def contribution_detail(request, contribution_id: int):
+    contribution = selectors.contribution_get(user=request.user, contribution_id=contribution_id)
+    pairs = Paginator(selectors.contribution_pairs(contribution=contribution), 50).get_page(request.GET.get("page"))
+    return render(request, "marketplace/contribution_detail.html", {"contribution": contribution, "pairs": pairs})
+
+
+@login_required
+def contribution_download(request, contribution_id: int):
+    contribution = selectors.contribution_get(user=request.user, contribution_id=contribution_id)
+    response = StreamingHttpResponse(selectors.contribution_jsonl(contribution=contribution),
+                                     content_type="application/jsonl")
+    response["Content-Disposition"] = f'attachment; filename="contribution-{contribution.pk}.jsonl"'
+    return response
+
+
+@login_required
+@require_POST
+def contribution_delete(request, contribution_id: int):
+    contribution = selectors.contribution_get(user=request.user, contribution_id=contribution_id)
+    if contribution.owner.user_id != request.user.pk:
+        raise PermissionDenied("only the owner may delete a contribution")
+    try:
+        services.contribution_delete(contribution=contribution)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect("marketplace:contribution-detail", contribution_id=contribution_id)
+    messages.success(request, f"Deleted {contribution.original_name}.")
+    return redirect("marketplace:contributions")
+
+
+@staff_member_required
+def eval_set_list(request):
+    form = EvalSetForm(request.POST or None, request.FILES or None)
+    refusal = None
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            eval_set = services.eval_set_create(name=form.cleaned_data["name"], file=upload, filename=upload.name,
+                                                content_type=upload.content_type, created_by=request.user)
+        except UploadRefused as exc:
+            refusal = exc
+        else:
+            messages.success(request, f"Eval set '{eval_set.name}' stored with {eval_set.n_pairs} pairs.")
+            return redirect("marketplace:eval-sets")
+    return render(request, "marketplace/eval_set_list.html",
+                  {"form": form, "eval_sets": selectors.eval_set_list(), "refusal": refusal},
+                  status=400 if refusal else 200)

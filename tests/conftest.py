@@ -1,0 +1,87 @@
+"""Shared fixtures: users in every role, API clients, and upload-file builders."""
+import io
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from marketplace.services import owner_create
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def owner_a(db):
+    return owner_create(username="owner_a", password=PASSWORD)
+
+
+@pytest.fixture
+def owner_b(db):
+    return owner_create(username="owner_b", password=PASSWORD)
+
+
+@pytest.fixture
+def staff_user(db):
+    return get_user_model().objects.create_user(username="staff", password=PASSWORD, is_staff=True)
+
+
+def _api(user=None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def api_anon():
+    return _api()
+
+
+@pytest.fixture
+def api_a(owner_a):
+    return _api(owner_a.user)
+
+
+@pytest.fixture
+def api_b(owner_b):
+    return _api(owner_b.user)
+
+
+@pytest.fixture
+def api_staff(staff_user):
+    return _api(staff_user)
+
+
+def make_pairs(n: int, tag: str = "p") -> list[dict]:
+    return [{"prompt": f"{tag} question {i}?", "chosen": f"good answer {i}", "rejected": f"bad answer {i}"}
+            for i in range(n)]
+
+
+def jsonl_bytes(records) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+def csv_bytes(records, header=("prompt", "chosen", "rejected")) -> bytes:
+    import csv
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for r in records:
+        writer.writerow([r.get(h, "") for h in header])
+    return out.getvalue().encode("utf-8")
+
+
+def parquet_bytes(records) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(records), buf)
+    return buf.getvalue()
+
+
+def upload(name: str, data: bytes, content_type: str = "application/octet-stream") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type=content_type)

@@ -1,0 +1,55 @@
+from django.contrib import admin
+
+from .models import CoalitionUtility, OwnerModel, OwnerValue, Payout, RoundOwner, ScoreCache, ValuationRound
+
+
+class RoundOwnerInline(admin.TabularInline):
+    model = RoundOwner
+    fields = ["index", "owner", "n_pairs", "data_hash", "owner_model", "model_reused"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+
+
+@admin.register(ValuationRound)
+class ValuationRoundAdmin(admin.ModelAdmin):
+    list_display = ["name", "status", "utility", "composition", "pool", "currency", "created_at", "approved_at"]
+    list_filter = ["status", "utility", "composition"]
+    readonly_fields = ["config", "progress", "timings", "base_model_hash", "eval_set_hash", "utilities_hash",
+                       "runner", "heartbeat_at", "approved_at", "approved_by"]
+    inlines = [RoundOwnerInline]
+
+
+@admin.register(OwnerModel)
+class OwnerModelAdmin(admin.ModelAdmin):
+    list_display = ["cache_key", "model_hash", "seconds", "created_at"]
+    readonly_fields = ["metrics"]
+
+
+@admin.register(ScoreCache)
+class ScoreCacheAdmin(admin.ModelAdmin):
+    list_display = ["model_hash", "eval_hash", "seconds", "created_at"]
+
+
+@admin.register(OwnerValue)
+class OwnerValueAdmin(admin.ModelAdmin):
+    list_display = ["round", "owner", "shapley", "ci_low", "ci_high", "banzhaf", "leave_one_out"]
+    list_filter = ["round"]
+
+
+@admin.register(Payout)
+class PayoutAdmin(admin.ModelAdmin):
+    list_display = ["round", "owner", "amount", "currency", "share", "status"]
+    list_filter = ["status", "round"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None or obj.status != Payout.Status.APPROVED
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is None or obj.status != Payout.Status.APPROVED
+
+
+@admin.register(CoalitionUtility)
+class CoalitionUtilityAdmin(admin.ModelAdmin):
+    list_display = ["round", "mask", "size", "value"]
+    list_filter = ["round"]

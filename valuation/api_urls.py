@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import apis
+
+urlpatterns = [
+    path("rounds/", apis.RoundListCreateApi.as_view(), name="rounds"),
+    path("rounds/<int:round_id>/", apis.RoundDetailApi.as_view(), name="round"),
+    path("rounds/<int:round_id>/values/", apis.RoundValuesApi.as_view(), name="round-values"),
+    path("rounds/<int:round_id>/payouts/", apis.RoundPayoutsApi.as_view(), name="round-payouts"),
+    path("rounds/<int:round_id>/approve/", apis.RoundApproveApi.as_view(), name="round-approve"),
+]

@@ -1,0 +1,126 @@
+"""REST endpoints of valuation rounds (paths fixed by DESIGN §5)."""
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace.models import EvalSet
+
+from . import selectors, services
+from .models import Composition, Estimator, OwnerValue, Payout, Utility, ValuationRound
+
+
+class RoundOutputSerializer(serializers.ModelSerializer):
+    eval_set = serializers.CharField(source="eval_set.name")
+    n_owners = serializers.IntegerField(source="participants.count")
+
+    class Meta:
+        model = ValuationRound
+        fields = ["id", "name", "status", "progress", "timings", "error", "eval_set", "eval_set_hash",
+                  "base_model_path", "base_model_hash", "utility", "composition", "estimator", "estimator_used",
+                  "seed", "config", "pool", "currency", "n_owners", "payout_note", "utilities_hash", "created_at",
+                  "started_at", "finished_at", "approved_at"]
+
+
+class RoundInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=150)
+    pool = serializers.DecimalField(max_digits=18, decimal_places=4, min_value=0)
+    currency = serializers.CharField(max_length=3, default="USD")
+    eval_set = serializers.SlugRelatedField(slug_field="name", queryset=EvalSet.objects.all())
+    base_model = serializers.CharField(max_length=500)
+    utility = serializers.ChoiceField(choices=Utility.choices, default=Utility.PREFERENCE_ACCURACY)
+    composition = serializers.ChoiceField(choices=Composition.choices, default=Composition.SUM)
+    estimator = serializers.ChoiceField(choices=Estimator.choices, default=Estimator.AUTO)
+    seed = serializers.IntegerField(min_value=0, default=0)
+    beta = serializers.FloatField(min_value=1e-6, required=False)
+    training = serializers.DictField(required=False, default=dict)
+    owners = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class RoundListCreateApi(APIView):
+    """GET rounds (staff: all; owners: those they took part in). POST (staff): create and start a round."""
+
+    def get_permissions(self):
+        return [IsAdminUser()] if self.request.method == "POST" else super().get_permissions()
+
+    @extend_schema(responses=RoundOutputSerializer(many=True))
+    def get(self, request):
+        rounds = selectors.round_list_for(user=request.user)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(rounds, request, view=self)
+        return paginator.get_paginated_response(RoundOutputSerializer(page, many=True).data)
+
+    @extend_schema(request=RoundInputSerializer, responses={201: RoundOutputSerializer})
+    def post(self, request):
+        serializer = RoundInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        with transaction.atomic():
+            valuation_round = services.round_create(
+                name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
+                base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
+                estimator=data["estimator"], seed=data["seed"], beta=data.get("beta"), training=data["training"],
+                owners=data.get("owners"), created_by=request.user)
+            valuation_round = services.round_queue(valuation_round=valuation_round)
+        return Response(RoundOutputSerializer(valuation_round).data, status=status.HTTP_201_CREATED)
+
+
+class RoundDetailApi(APIView):
+    @extend_schema(responses=RoundOutputSerializer)
+    def get(self, request, round_id: int):
+        valuation_round = selectors.round_get_for(user=request.user, round_id=round_id)
+        return Response(RoundOutputSerializer(valuation_round).data)
+
+
+class ValueOutputSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.user.username")
+
+    class Meta:
+        model = OwnerValue
+        fields = ["owner", "shapley", "stderr", "ci_low", "ci_high", "banzhaf", "leave_one_out"]
+
+
+class RoundValuesApi(APIView):
+    """Staff: every owner's value. An owner: their own value only."""
+
+    @extend_schema(responses=ValueOutputSerializer(many=True))
+    def get(self, request, round_id: int):
+        valuation_round = selectors.round_get_for(user=request.user, round_id=round_id)
+        values = selectors.round_values(valuation_round=valuation_round, user=request.user)
+        return Response({"round": valuation_round.pk, "status": valuation_round.status,
+                         "estimator": valuation_round.estimator_used, "utility": valuation_round.utility,
+                         "values": ValueOutputSerializer(values, many=True).data})
+
+
+class PayoutOutputSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.user.username")
+
+    class Meta:
+        model = Payout
+        fields = ["owner", "amount", "share", "currency", "status", "approved_at"]
+
+
+class RoundPayoutsApi(APIView):
+    """Staff: every payout. An owner: their own payout plus the round totals."""
+
+    @extend_schema(responses=PayoutOutputSerializer(many=True))
+    def get(self, request, round_id: int):
+        valuation_round = selectors.round_get_for(user=request.user, round_id=round_id)
+        payouts = selectors.round_payouts(valuation_round=valuation_round, user=request.user)
+        totals = selectors.round_payout_totals(valuation_round=valuation_round)
+        return Response({"round": valuation_round.pk, "totals": {k: str(v) for k, v in totals.items()},
+                         "note": valuation_round.payout_note,
+                         "payouts": PayoutOutputSerializer(payouts, many=True).data})
+
+
+class RoundApproveApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request, round_id: int):
+        valuation_round = selectors.round_get(round_id=round_id)
+        count = services.payout_approve(valuation_round=valuation_round, approved_by=request.user)
+        return Response({"round": valuation_round.pk, "approved": count})

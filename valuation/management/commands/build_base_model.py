@@ -1,0 +1,22 @@
+"""Train the tiny reference LM (byte-level BPE + Llama-style model) from a text corpus."""
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Train the tiny base model from a text corpus into a Hugging Face model directory (cached)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--corpus", required=True, type=Path)
+        parser.add_argument("--out", required=True, type=Path)
+        parser.add_argument("--seed", type=int, default=0)
+
+    def handle(self, *args, corpus, out, seed, **options):
+        from valuation.engine.base_model import build_base_model
+
+        if not corpus.is_file():
+            raise CommandError(f"no such corpus file: {corpus}")
+        info = build_base_model(corpus, out, seed=seed)
+        self.stdout.write(self.style.SUCCESS(f"base model in {info.path} (hash {info.model_hash[:16]}); "
+                                             f"metrics: {info.metrics}"))

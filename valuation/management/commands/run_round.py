@@ -1,0 +1,108 @@
+"""Create (or resume) a valuation round and run it in the foreground with progress bars."""
+import json
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from marketplace.models import EvalSet
+from valuation import selectors, services
+from valuation.models import Composition, Estimator, Utility, ValuationRound
+
+
+class Command(BaseCommand):
+    help = ("Run a valuation round in the foreground. An existing round of the same name that has not "
+            "finished is resumed where it stopped.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--pool", required=True)
+        parser.add_argument("--base-model", required=True)
+        parser.add_argument("--eval-set", required=True)
+        parser.add_argument("--utility", default=Utility.PREFERENCE_ACCURACY, choices=Utility.values)
+        parser.add_argument("--composition", default=Composition.SUM, choices=Composition.values)
+        parser.add_argument("--estimator", default=Estimator.AUTO, choices=Estimator.values)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--currency", default="USD")
+        parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    def handle(self, *args, **opts):
+        try:
+            valuation_round = self._round(opts)
+            bars = _ProgressBars(enabled=not opts["json"])
+            valuation_round = services.round_execute(round_id=valuation_round.pk, on_progress=bars.update)
+            bars.close()
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages))
+        except Exception as exc:
+            raise CommandError(f"round failed: {type(exc).__name__}: {exc}")
+        result = round_summary(valuation_round)
+        if opts["json"]:
+            self.stdout.write(json.dumps(result, indent=2))
+        else:
+            self.stdout.write(format_summary(valuation_round, result))
+
+    def _round(self, opts) -> ValuationRound:
+        existing = ValuationRound.objects.filter(name=opts["name"]).first()
+        if existing is not None:
+            if not opts["json"]:
+                self.stderr.write(f"resuming round '{existing.name}' ({existing.status})")
+            return existing
+        eval_set = EvalSet.objects.filter(name=opts["eval_set"]).first()
+        if eval_set is None:
+            raise ValidationError(f"no eval set named '{opts['eval_set']}' (import one with import_eval)")
+        return services.round_create(
+            name=opts["name"], pool=opts["pool"], eval_set=eval_set, base_model_dir=opts["base_model"],
+            utility=opts["utility"], composition=opts["composition"], estimator=opts["estimator"],
+            seed=opts["seed"], currency=opts["currency"])
+
+
+class _ProgressBars:
+    """One tqdm bar per stage, fed by the round runner's progress callback."""
+
+    def __init__(self, *, enabled: bool):
+        self.enabled, self.bars = enabled, {}
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=f"{stage:>8}", unit="step", leave=True)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def round_summary(valuation_round) -> dict:
+    values = selectors.round_values(valuation_round=valuation_round)
+    payouts = selectors.round_payouts(valuation_round=valuation_round)
+    return {
+        "round": valuation_round.name,
+        "id": valuation_round.pk,
+        "status": valuation_round.status,
+        "estimator": valuation_round.estimator_used,
+        "values": {v.owner.name: v.shapley for v in values},
+        "payouts": {p.owner.name: str(p.amount) for p in payouts},
+        "utilities": {"+".join(c["members"]) or "{}": c["value"]
+                      for c in selectors.round_coalitions(valuation_round=valuation_round)},
+        "timings": valuation_round.timings,
+        "note": valuation_round.payout_note,
+    }
+
+
+def format_summary(valuation_round, result: dict) -> str:
+    lines = [f"\nround '{valuation_round.name}' {valuation_round.status}: {valuation_round.utility}, "
+             f"{valuation_round.composition} composition, {result['estimator']} Shapley",
+             f"{'owner':<16}{'shapley':>12}{'payout':>14}"]
+    for owner, value in result["values"].items():
+        lines.append(f"{owner:<16}{value:>12.5f}{result['payouts'].get(owner, '-'):>14} {valuation_round.currency}")
+    lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items()))
+    if result["note"]:
+        lines.append(result["note"])
+    return "\n".join(lines)

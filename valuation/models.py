@@ -1,0 +1,206 @@
+"""Valuation rounds and everything that makes their numbers traceable.
+
+A round snapshots its participants (owner, data hash, contributions) when it is
+created, records its full config (seeds included) as JSON, and links every
+artifact by content hash: owner models are cached by (base model hash, owner data
+hash, training config hash) and scores by (model hash, eval set hash), so a later
+round reuses them and a replay can check them.
+"""
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from marketplace.models import Contribution, DataOwner, EvalSet
+
+
+class Utility(models.TextChoices):
+    PREFERENCE_ACCURACY = "preference_accuracy", "preference accuracy (0–1)"
+    BT_LOGLIK = "bt_loglik", "Bradley–Terry log-likelihood (≤ 0)"
+
+
+class Composition(models.TextChoices):
+    SUM = "sum", "sum (sequential DPO)"
+    MEAN = "mean", "size-weighted mean (pooled DPO)"
+
+
+class Estimator(models.TextChoices):
+    AUTO = "auto", "auto"
+    EXACT = "exact", "exact (all 2^n coalitions)"
+    PERMUTATION = "permutation", "antithetic permutation sampling"
+    STRATIFIED = "stratified", "stratified sampling"
+    KERNEL = "kernel", "paired KernelSHAP"
+
+
+class ValuationRound(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft"
+        QUEUED = "queued", "queued"
+        TRAINING = "training", "training owner models"
+        SCORING = "scoring", "scoring the eval set"
+        VALUING = "valuing", "computing values and payouts"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.TRAINING, Status.SCORING, Status.VALUING)
+    STAGES = ("training", "scoring", "valuing")
+
+    name = models.CharField(max_length=150, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.PROTECT, related_name="rounds")
+    eval_set_hash = models.CharField(max_length=64)
+    base_model_path = models.CharField(max_length=500)
+    base_model_hash = models.CharField(max_length=64)
+    utility = models.CharField(max_length=32, choices=Utility.choices, default=Utility.PREFERENCE_ACCURACY)
+    composition = models.CharField(max_length=8, choices=Composition.choices, default=Composition.SUM)
+    estimator = models.CharField(max_length=16, choices=Estimator.choices, default=Estimator.AUTO)
+    estimator_used = models.CharField(max_length=16, blank=True)
+    seed = models.PositiveIntegerField(default=0)
+    # Everything that determines the result: training config, beta, seeds, library versions.
+    config = models.JSONField(default=dict)
+    pool = models.DecimalField(max_digits=18, decimal_places=4, validators=[MinValueValidator(Decimal("0"))])
+    currency = models.CharField(max_length=3, default="USD")
+    decimals = models.PositiveSmallIntegerField(default=2)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    progress = models.JSONField(default=dict)  # {stage: {"done": k, "total": m}}
+    timings = models.JSONField(default=dict)  # {stage: seconds}
+    error = models.TextField(blank=True)
+    payout_note = models.TextField(blank=True)  # e.g. why nothing was paid
+    utilities_path = models.CharField(max_length=500, blank=True)  # full 2^n table (.npy)
+    utilities_hash = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # A runner claims the round; a stale heartbeat means it died and another may resume.
+    runner = models.CharField(max_length=100, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="approved_rounds")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class OwnerModel(models.Model):
+    """A trained DPO model, reusable by every round with the same cache key."""
+
+    cache_key = models.CharField(max_length=64, unique=True)
+    base_model_hash = models.CharField(max_length=64)
+    data_hash = models.CharField(max_length=64)
+    config_hash = models.CharField(max_length=64)
+    artifact_path = models.CharField(max_length=500)
+    model_hash = models.CharField(max_length=64)
+    metrics = models.JSONField(default=dict)
+    seconds = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"owner model {self.cache_key[:12]}"
+
+
+class RoundOwner(models.Model):
+    """An owner's participation in a round: a snapshot of their data at round creation."""
+
+    round = models.ForeignKey(ValuationRound, on_delete=models.CASCADE, related_name="participants")
+    owner = models.ForeignKey(DataOwner, on_delete=models.PROTECT, related_name="participations")
+    index = models.PositiveSmallIntegerField()  # bit position in coalition masks
+    contributions = models.ManyToManyField(Contribution, related_name="round_uses")
+    n_pairs = models.PositiveIntegerField()
+    data_hash = models.CharField(max_length=64)
+    owner_model = models.ForeignKey(OwnerModel, null=True, blank=True, on_delete=models.PROTECT)
+    model_reused = models.BooleanField(default=False)  # came from the cache, not trained for this round
+
+    class Meta:
+        ordering = ["round_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["round", "owner"], name="roundowner_unique_owner"),
+            models.UniqueConstraint(fields=["round", "index"], name="roundowner_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner} in {self.round}"
+
+
+class ScoreCache(models.Model):
+    """Response log-probs of every eval pair under one model; computed once, reused by every round."""
+
+    model_hash = models.CharField(max_length=64)
+    eval_hash = models.CharField(max_length=64)
+    chosen_logps = models.JSONField()  # list of float, one per eval pair, in eval-set row order
+    rejected_logps = models.JSONField()
+    seconds = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model_hash", "eval_hash"], name="scorecache_unique")]
+
+
+class CoalitionUtility(models.Model):
+    """v(S) for small rounds (the full table of any size is in the round's .npy artifact)."""
+
+    round = models.ForeignKey(ValuationRound, on_delete=models.CASCADE, related_name="coalition_utilities")
+    mask = models.BigIntegerField()
+    size = models.PositiveSmallIntegerField()
+    value = models.FloatField()
+
+    class Meta:
+        ordering = ["round_id", "mask"]
+        constraints = [models.UniqueConstraint(fields=["round", "mask"], name="coalitionutility_unique")]
+
+
+class OwnerValue(models.Model):
+    round = models.ForeignKey(ValuationRound, on_delete=models.CASCADE, related_name="values")
+    owner = models.ForeignKey(DataOwner, on_delete=models.PROTECT, related_name="values")
+    shapley = models.FloatField()
+    stderr = models.FloatField(default=0.0)
+    ci_low = models.FloatField()
+    ci_high = models.FloatField()
+    banzhaf = models.FloatField(null=True, blank=True)
+    leave_one_out = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["round_id", "-shapley"]
+        constraints = [models.UniqueConstraint(fields=["round", "owner"], name="ownervalue_unique")]
+
+
+class Payout(models.Model):
+    """A ledger row. Drafts may be replaced by a re-run; approved rows are immutable."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft"
+        APPROVED = "approved", "approved"
+
+    round = models.ForeignKey(ValuationRound, on_delete=models.PROTECT, related_name="payouts")
+    owner = models.ForeignKey(DataOwner, on_delete=models.PROTECT, related_name="payouts")
+    amount = models.DecimalField(max_digits=18, decimal_places=4)
+    share = models.DecimalField(max_digits=12, decimal_places=10)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["round_id", "-amount", "owner_id"]
+        constraints = [models.UniqueConstraint(fields=["round", "owner"], name="payout_one_per_owner_round")]
+
+    def save(self, *args, **kwargs):
+        if self.pk and Payout.objects.filter(pk=self.pk, status=self.Status.APPROVED).exists():
+            raise ValidationError("approved payouts are immutable; record a correction instead")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.status == self.Status.APPROVED:
+            raise ValidationError("approved payouts are immutable")
+        return super().delete(*args, **kwargs)

@@ -1,0 +1,204 @@
+"""Writes of valuation rounds: create, execute (resumable), cancel, approve payouts.
+
+One round runner (`round_execute`) serves the CLI, the web button, the API and the
+Celery task. It claims the round, runs the stages in order (stages.py), and leaves
+the round resumable whatever stops it: an exception marks it failed with the
+reason; an interrupt or a killed process leaves its status, and the next
+`round_execute` continues where it stopped — stages skip work that is done.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import traceback
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Callable
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from marketplace.models import Contribution, DataOwner, EvalSet
+
+from . import stages
+from .models import Composition, Estimator, Payout, RoundOwner, Utility, ValuationRound
+
+logger = logging.getLogger(__name__)
+ProgressFn = Callable[[str, int, int], None]
+STALE_HEARTBEAT = timedelta(minutes=15)
+EXACT_LIMIT = 20  # 2^20 coalitions: seconds of array arithmetic on cached scores
+
+
+def _validate_choice(value: str, choices, label: str) -> None:
+    if value not in choices.values:
+        raise ValidationError(f"unknown {label} '{value}'; choose one of: {', '.join(choices.values)}")
+
+
+def _parse_pool(pool) -> Decimal:
+    if isinstance(pool, float):
+        raise ValidationError("pool must be given as a decimal string, not a float")
+    try:
+        amount = Decimal(str(pool))
+    except InvalidOperation:
+        raise ValidationError(f"pool '{pool}' is not a number")
+    if not amount.is_finite() or amount < 0:
+        raise ValidationError("pool must be a non-negative amount")
+    return amount
+
+
+def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, utility: str = Utility.PREFERENCE_ACCURACY,
+                 composition: str = Composition.SUM, estimator: str = Estimator.AUTO, seed: int = 0,
+                 currency: str = "USD", decimals: int = 2, training: dict | None = None, beta: float | None = None,
+                 owners: list[str] | None = None, created_by=None) -> ValuationRound:
+    """Validate the request, snapshot the participating owners' data, record the full config."""
+    _validate_choice(utility, Utility, "utility")
+    _validate_choice(composition, Composition, "composition")
+    _validate_choice(estimator, Estimator, "estimator")
+    amount = _parse_pool(pool)
+    if ValuationRound.objects.filter(name=name).exists():
+        raise ValidationError(f"a round named '{name}' already exists")
+    base_dir = Path(base_model_dir).expanduser().resolve()
+    if not (base_dir / "config.json").is_file():
+        raise ValidationError(f"'{base_model_dir}' is not a Hugging Face model directory (no config.json)")
+    participants = _participants(owners)
+    if estimator not in (Estimator.AUTO, Estimator.EXACT):
+        raise ValidationError(f"estimator '{estimator}' is not available yet; use 'exact' or 'auto'")
+    if len(participants) > EXACT_LIMIT:
+        raise ValidationError(f"{len(participants)} owners: exact Shapley is limited to {EXACT_LIMIT} owners")
+    config = stages.round_config(training=training or {}, seed=seed, beta=beta)
+    with transaction.atomic():
+        valuation_round = ValuationRound(
+            name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
+            base_model_path=str(base_dir), base_model_hash=stages.model_dir_hash(base_dir), utility=utility,
+            composition=composition, estimator=estimator, seed=seed, config=config, pool=amount,
+            currency=currency.upper(), decimals=decimals, status=ValuationRound.Status.DRAFT,
+            progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
+        valuation_round.full_clean()
+        valuation_round.save()
+        for index, (owner, contributions) in enumerate(participants):
+            _participant_create(valuation_round, index, owner, contributions)
+    logger.info("round %s created with %d owners", valuation_round.pk, len(participants))
+    return valuation_round
+
+
+def _participants(usernames: list[str] | None) -> list[tuple[DataOwner, list[Contribution]]]:
+    accepted = Contribution.objects.filter(status=Contribution.Status.ACCEPTED, n_pairs__gt=0)
+    owners = DataOwner.objects.filter(contributions__in=accepted).distinct().select_related("user")
+    if usernames:
+        owners = owners.filter(user__username__in=usernames)
+        missing = set(usernames) - {o.user.username for o in owners}
+        if missing:
+            raise ValidationError(f"no accepted data for owner(s): {', '.join(sorted(missing))}")
+    owners = sorted(owners, key=lambda o: o.user.username)
+    if not owners:
+        raise ValidationError("no owner has accepted data: nothing to value")
+    return [(o, list(accepted.filter(owner=o).order_by("id"))) for o in owners]
+
+
+def _participant_create(valuation_round, index, owner, contributions) -> RoundOwner:
+    pairs = stages.owner_pairs(contributions)
+    participant = RoundOwner.objects.create(round=valuation_round, owner=owner, index=index, n_pairs=len(pairs),
+                                            data_hash=stages.pairs_digest(pairs))
+    participant.contributions.set(contributions)
+    return participant
+
+
+def round_queue(*, valuation_round: ValuationRound) -> ValuationRound:
+    """Mark the round queued and hand it to a Celery worker once the transaction commits."""
+    from .tasks import round_execute_task
+
+    if valuation_round.status not in (ValuationRound.Status.DRAFT, ValuationRound.Status.FAILED):
+        raise ValidationError(f"a {valuation_round.status} round cannot be queued")
+    ValuationRound.objects.filter(pk=valuation_round.pk).update(status=ValuationRound.Status.QUEUED, error="")
+    transaction.on_commit(lambda: round_execute_task.delay(valuation_round.pk))
+    valuation_round.refresh_from_db()
+    return valuation_round
+
+
+def _runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _runner_alive(runner: str) -> bool:
+    host, _, pid = runner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine: trust the heartbeat instead
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def round_claim(*, round_id: int) -> ValuationRound:
+    """Take the round for this process, unless a live runner holds it."""
+    me = _runner_id()
+    current = ValuationRound.objects.get(pk=round_id)
+    holder = current.runner
+    stale = current.heartbeat_at is None or timezone.now() - current.heartbeat_at > STALE_HEARTBEAT
+    if holder and holder != me and _runner_alive(holder) and not stale:
+        raise ValidationError(f"round '{current.name}' is being run by {holder}")
+    claimed = ValuationRound.objects.filter(pk=round_id, runner=holder).filter(
+        ~Q(status__in=[ValuationRound.Status.DONE, ValuationRound.Status.CANCELLED])
+    ).update(runner=me, heartbeat_at=timezone.now())
+    if not claimed:
+        current.refresh_from_db()
+        raise ValidationError(f"round '{current.name}' is {current.status} and cannot be run")
+    current.refresh_from_db()
+    return current
+
+
+def round_execute(*, round_id: int, on_progress: ProgressFn | None = None) -> ValuationRound:
+    """Run (or resume) every remaining stage of the round. Idempotent."""
+    existing = ValuationRound.objects.get(pk=round_id)
+    if existing.status == ValuationRound.Status.DONE:
+        return existing
+    valuation_round = round_claim(round_id=round_id)
+    if valuation_round.started_at is None:
+        ValuationRound.objects.filter(pk=round_id).update(started_at=timezone.now())
+    try:
+        stages.run_training(valuation_round, on_progress=on_progress)
+        stages.run_scoring(valuation_round, on_progress=on_progress)
+        stages.run_valuing(valuation_round, on_progress=on_progress)
+    except Exception as exc:
+        logger.exception("round %s failed", round_id)
+        ValuationRound.objects.filter(pk=round_id).update(
+            status=ValuationRound.Status.FAILED, runner="", error=f"{type(exc).__name__}: {exc}\n\n"
+            + "".join(traceback.format_exception(exc))[-4000:])
+        raise
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): keep the status so the next run resumes here.
+        ValuationRound.objects.filter(pk=round_id).update(runner="")
+        raise
+    ValuationRound.objects.filter(pk=round_id).update(runner="", finished_at=timezone.now())
+    valuation_round.refresh_from_db()
+    return valuation_round
+
+
+def round_cancel(*, valuation_round: ValuationRound) -> ValuationRound:
+    if valuation_round.status in (ValuationRound.Status.DONE, ValuationRound.Status.CANCELLED):
+        raise ValidationError(f"a {valuation_round.status} round cannot be cancelled")
+    ValuationRound.objects.filter(pk=valuation_round.pk).update(status=ValuationRound.Status.CANCELLED)
+    valuation_round.refresh_from_db()
+    return valuation_round
+
+
+@transaction.atomic
+def payout_approve(*, valuation_round: ValuationRound, approved_by) -> int:
+    """Approve every draft payout of a finished round, once. Returns how many rows were approved."""
+    locked = ValuationRound.objects.select_for_update().get(pk=valuation_round.pk)
+    if locked.status != ValuationRound.Status.DONE:
+        raise ValidationError(f"only a finished round's payouts can be approved (this one is {locked.status})")
+    if locked.approved_at is not None:
+        raise ValidationError(f"payouts of '{locked.name}' were already approved on {locked.approved_at:%Y-%m-%d}")
+    now = timezone.now()
+    count = Payout.objects.filter(round=locked, status=Payout.Status.DRAFT).update(
+        status=Payout.Status.APPROVED, approved_at=now)
+    ValuationRound.objects.filter(pk=locked.pk).update(approved_at=now, approved_by=approved_by)
+    return count

@@ -1,0 +1,15 @@
+"""The stages of a round, in order: training → scoring → valuing (see each module).
+
+Each stage is idempotent and checkpointed in the database: it skips work that is
+already done, so a round killed anywhere resumes with the same result. Engine
+imports are inside functions, so the web process never pays for torch.
+"""
+from .common import eval_pairs, eval_set_hash, model_dir_hash, owner_pairs, pairs_digest, round_config
+from .scoring import run_scoring, score_matrix
+from .training import owner_model_key, run_training
+from .valuing import run_valuing
+
+__all__ = [
+    "eval_pairs", "eval_set_hash", "model_dir_hash", "owner_pairs", "pairs_digest", "round_config",
+    "run_scoring", "score_matrix", "owner_model_key", "run_training", "run_valuing",
+]

@@ -1,0 +1,118 @@
+"""Shared pieces of the round stages: turning ORM rows into engine inputs, the round's
+recorded config, progress and timing updates."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from django.utils import timezone
+
+from marketplace.models import PairFormat
+from marketplace.parsing import flatten_messages
+
+from ..models import ValuationRound
+
+
+
+def _as_text(value: str, pair_format: str) -> str:
+    return flatten_messages(json.loads(value)) if pair_format == PairFormat.CONVERSATIONAL else value
+
+
+def to_engine_pairs(rows) -> list:
+    from valuation.engine.data import Pair
+
+    return [Pair(prompt=_as_text(r.prompt, r.pair_format), chosen=_as_text(r.chosen, r.pair_format),
+                 rejected=_as_text(r.rejected, r.pair_format)) for r in rows]
+
+
+def owner_pairs(contributions) -> list:
+    from marketplace.models import PreferencePair
+
+    rows = PreferencePair.objects.filter(contribution__in=contributions).order_by("contribution_id", "row_number")
+    return to_engine_pairs(rows.iterator(chunk_size=2000))
+
+
+def eval_pairs(eval_set) -> list:
+    return to_engine_pairs(eval_set.pairs.order_by("row_number"))
+
+
+def pairs_digest(pairs) -> str:
+    from valuation.engine.hashing import pairs_hash
+
+    return pairs_hash(pairs)
+
+
+def eval_set_hash(eval_set) -> str:
+    return pairs_digest(eval_pairs(eval_set))
+
+
+def model_dir_hash(path: Path) -> str:
+    from valuation.engine.hashing import directory_hash
+
+    return directory_hash(path)
+
+
+def training_config(config: dict):
+    from valuation.engine.dpo import TrainingConfig
+
+    fields = dict(config["training"])
+    for key in ("loss_types", "loss_weights"):
+        if key in fields:
+            fields[key] = tuple(fields[key])
+    return TrainingConfig(**fields)
+
+
+def round_config(*, training: dict, seed: int, beta: float | None) -> dict:
+    """Everything that determines the result, as JSON: training config (with seed), beta, versions."""
+    from valuation.engine.dpo import TrainingConfig
+
+    names = {f.name for f in dataclasses.fields(TrainingConfig)}
+    unknown = set(training) - names
+    if unknown:
+        from django.core.exceptions import ValidationError
+
+        raise ValidationError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    overrides = dict(training, seed=seed)
+    if beta is not None:
+        overrides["beta"] = beta
+    cfg = TrainingConfig(**overrides)
+    return {"training": dataclasses.asdict(cfg), "beta": cfg.beta, "seed": seed, "versions": _library_versions()}
+
+
+def _library_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "trl", "peft", "numpy", "django"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+
+def set_status(valuation_round: ValuationRound, status: str) -> None:
+    ValuationRound.objects.filter(pk=valuation_round.pk).update(status=status, heartbeat_at=timezone.now(), error="")
+    valuation_round.status = status
+
+
+def report_progress(valuation_round, stage: str, done: int, total: int, on_progress) -> None:
+    valuation_round.progress[stage] = {"done": done, "total": total}
+    ValuationRound.objects.filter(pk=valuation_round.pk).update(progress=valuation_round.progress,
+                                                                 heartbeat_at=timezone.now())
+    if on_progress:
+        on_progress(stage, done, total)
+
+
+def record_timing(valuation_round, stage: str, seconds: float) -> None:
+    valuation_round.timings[stage] = round(valuation_round.timings.get(stage, 0.0) + seconds, 3)
+    ValuationRound.objects.filter(pk=valuation_round.pk).update(timings=valuation_round.timings)
+
+
+def check_not_cancelled(valuation_round) -> None:
+    if ValuationRound.objects.filter(pk=valuation_round.pk, status=ValuationRound.Status.CANCELLED).exists():
+        raise RuntimeError("round was cancelled")
+
+

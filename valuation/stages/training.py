@@ -1,0 +1,74 @@
+"""Training stage: one DPO model per owner, cached by (base model hash, data hash, training
+config hash) so later rounds reuse it; a finished artifact whose row was never written (the
+process died in between) is adopted, not retrained."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from ..models import OwnerModel, RoundOwner, ValuationRound
+from .common import check_not_cancelled, record_timing, report_progress, set_status, owner_pairs, training_config
+
+logger = logging.getLogger(__name__)
+
+
+def owner_model_key(*, base_model_hash: str, data_hash: str, config_hash: str) -> str:
+    return hashlib.sha256(f"{base_model_hash}:{data_hash}:{config_hash}".encode()).hexdigest()
+
+
+def run_training(valuation_round: ValuationRound, *, on_progress=None) -> None:
+    from valuation.engine.hashing import config_hash
+
+    set_status(valuation_round, ValuationRound.Status.TRAINING)
+    cfg = training_config(valuation_round.config)
+    cfg_hash = config_hash(cfg)
+    participants = list(valuation_round.participants.select_related("owner__user").order_by("index"))
+    started = time.perf_counter()
+    for done, participant in enumerate(participants):
+        report_progress(valuation_round, "training", done, len(participants), on_progress)
+        if participant.owner_model_id is None:
+            check_not_cancelled(valuation_round)
+            ensure_owner_model(valuation_round, participant, cfg, cfg_hash)
+    report_progress(valuation_round, "training", len(participants), len(participants), on_progress)
+    record_timing(valuation_round, "training", time.perf_counter() - started)
+
+
+def ensure_owner_model(valuation_round, participant: RoundOwner, cfg, cfg_hash: str) -> OwnerModel:
+    """Link the cached model for this key, adopting a finished artifact or training one if needed."""
+    key = owner_model_key(base_model_hash=valuation_round.base_model_hash, data_hash=participant.data_hash,
+                          config_hash=cfg_hash)
+    cached = OwnerModel.objects.filter(cache_key=key).first()
+    if cached is not None and Path(cached.artifact_path).is_dir():
+        reused = cached.metrics.get("trained_in_round") != valuation_round.pk
+        RoundOwner.objects.filter(pk=participant.pk).update(owner_model=cached, model_reused=reused)
+        return cached
+    out_dir = Path(settings.ARTIFACTS_DIR) / "owner_models" / key
+    result = _train_or_adopt(valuation_round, participant, cfg, out_dir)
+    owner_model, _ = OwnerModel.objects.update_or_create(cache_key=key, defaults=dict(
+        base_model_hash=valuation_round.base_model_hash, data_hash=participant.data_hash, config_hash=cfg_hash,
+        artifact_path=str(out_dir), model_hash=result["model_hash"], seconds=result["seconds"],
+        metrics=dict(result["metrics"], trained_in_round=valuation_round.pk)))
+    RoundOwner.objects.filter(pk=participant.pk).update(owner_model=owner_model, model_reused=False)
+    return owner_model
+
+
+def _train_or_adopt(valuation_round, participant, cfg, out_dir: Path) -> dict:
+    from valuation.engine import dpo
+    from valuation.engine.hashing import directory_hash
+
+    marker = out_dir / "owner_model.json"
+    if marker.is_file():  # trained by a run that died before recording it
+        info = json.loads(marker.read_text())
+        return {"model_hash": directory_hash(out_dir), "seconds": info.get("seconds", 0.0),
+                "metrics": info.get("metrics", {})}
+    pairs = owner_pairs(participant.contributions.order_by("id"))
+    logger.info("round %s: training %s on %d pairs", valuation_round.pk, participant.owner, len(pairs))
+    result = dpo.train_owner_model(valuation_round.base_model_path, pairs, out_dir, cfg)
+    return {"model_hash": result.model_hash, "seconds": result.seconds, "metrics": result.metrics}
+
+

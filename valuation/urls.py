@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+app_name = "valuation"
+
+urlpatterns = [
+    path("", views.round_list, name="round-list"),
+    path("new/", views.round_new, name="round-new"),
+    path("<int:round_id>/", views.round_detail, name="round-detail"),
+    path("<int:round_id>/approve/", views.round_approve, name="round-approve"),
+    path("<int:round_id>/payouts.csv", views.round_payouts_csv, name="round-payouts-csv"),
+    path("my-payouts/", views.my_payouts, name="my-payouts"),
+]
