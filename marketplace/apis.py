@@ -57,6 +57,7 @@ class ContributionDetailApi(APIView):
         contribution = selectors.contribution_get(user=request.user, contribution_id=contribution_id)
         return Response(ContributionOutputSerializer(contribution).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, contribution_id: int):
         contribution = selectors.contribution_get(user=request.user, contribution_id=contribution_id)
         if contribution.owner.user_id != request.user.pk:

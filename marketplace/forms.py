@@ -7,9 +7,10 @@ class SignupForm(UserCreationForm):
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(help_text="JSONL, CSV or Parquet with prompt / chosen / rejected")
+    # Empty files reach the shared parser, so the web says what the API and CLI say.
+    file = forms.FileField(allow_empty_file=True, help_text="JSONL, CSV or Parquet with prompt / chosen / rejected")
 
 
 class EvalSetForm(forms.Form):
     name = forms.SlugField(max_length=100)
-    file = forms.FileField()
+    file = forms.FileField(allow_empty_file=True)

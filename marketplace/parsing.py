@@ -33,6 +33,7 @@ CONTENT_TYPES = {
                 "application/octet-stream"},
 }
 PARQUET_MAGIC = b"PAR1"
+UTF8_BOM = b"\xef\xbb\xbf"
 ROLES = {"system", "user", "assistant", "tool"}
 
 
@@ -186,6 +187,7 @@ def parse_upload(fileobj, *, filename: str, content_type: str | None = None,
 
 
 def _jsonl_records(data: bytes, result: ParseResult, limits: UploadLimits):
+    data = data.removeprefix(UTF8_BOM)  # editors on Windows add one; the CSV reader skips it too
     for line_no, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
@@ -203,7 +205,19 @@ def _jsonl_records(data: bytes, result: ParseResult, limits: UploadLimits):
         if not isinstance(record, dict):
             result.add_error(RowError(line_no, None, "each line must be a JSON object"), limits)
             continue
+        if "\\u" in text and not _encodes_as_utf8(record):
+            # A \ud800-style escape decodes to a lone surrogate, which no UTF-8 store can hold.
+            result.add_error(RowError(line_no, None, "not valid UTF-8: an unpaired surrogate \\u escape"), limits)
+            continue
         yield line_no, record
+
+
+def _encodes_as_utf8(record: dict) -> bool:
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _csv_records(data: bytes, result: ParseResult, limits: UploadLimits):

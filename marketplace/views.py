@@ -35,8 +35,9 @@ def signup(request):
 
 @login_required
 def contribution_list(request):
-    form = UploadForm(request.POST or None, request.FILES or None)
-    refusal = None
+    posted = request.method == "POST"  # bound even when empty, so a missing file is reported
+    form = UploadForm(request.POST if posted else None, request.FILES if posted else None)
+    refusal = denied = None
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         try:
@@ -47,11 +48,12 @@ def contribution_list(request):
             refusal = exc
         except PermissionDenied as exc:
             messages.error(request, str(exc))
+            denied = exc
         else:
             messages.success(request, f"Accepted {contribution.n_pairs} pairs from {contribution.original_name}.")
             return redirect("marketplace:contribution-detail", contribution_id=contribution.pk)
     page = Paginator(selectors.contribution_list(user=request.user), 25).get_page(request.GET.get("page"))
-    status = 400 if refusal or (request.method == "POST" and not form.is_valid()) else 200
+    status = 403 if denied else 400 if refusal or (request.method == "POST" and not form.is_valid()) else 200
     return render(request, "marketplace/contribution_list.html",
                   {"form": form, "page": page, "refusal": refusal}, status=status)
 
@@ -89,7 +91,8 @@ def contribution_delete(request, contribution_id: int):
 
 @staff_member_required
 def eval_set_list(request):
-    form = EvalSetForm(request.POST or None, request.FILES or None)
+    posted = request.method == "POST"  # bound even when empty, so a missing file is reported
+    form = EvalSetForm(request.POST if posted else None, request.FILES if posted else None)
     refusal = None
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]

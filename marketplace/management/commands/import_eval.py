@@ -1,6 +1,7 @@
 """Import a held-out eval set through the shared upload parser."""
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.parsing import UploadRefused
@@ -24,4 +25,6 @@ class Command(BaseCommand):
             lines = [f"{file}: refused, nothing stored ({exc.n_errors} problem(s)):"]
             lines += [f"  {e}" for e in exc.errors]
             raise CommandError("\n".join(lines))
+        except ValidationError as exc:  # e.g. a name that is not a slug
+            raise CommandError("; ".join(exc.messages))
         self.stdout.write(self.style.SUCCESS(f"eval set '{eval_set.name}': {eval_set.n_pairs} pairs"))

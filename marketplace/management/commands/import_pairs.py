@@ -1,6 +1,7 @@
 """Import an owner's preference file through the same parser as the web and the API."""
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.parsing import UploadRefused
@@ -17,7 +18,10 @@ class Command(BaseCommand):
     def handle(self, *args, owner, file, **options):
         if not file.is_file():
             raise CommandError(f"no such file: {file}")
-        data_owner, created = owner_get_or_create(username=owner)
+        try:
+            data_owner, created = owner_get_or_create(username=owner)
+        except ValidationError as exc:
+            raise CommandError(f"cannot create owner '{owner}': {'; '.join(exc.messages)}")
         try:
             with file.open("rb") as fh:
                 contribution = contribution_create(owner=data_owner, file=fh, filename=file.name)
