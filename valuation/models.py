@@ -61,14 +61,14 @@ class ValuationRound(models.Model):
     estimator_used = models.CharField(max_length=16, blank=True)
     seed = models.PositiveIntegerField(default=0)
     # Everything that determines the result: training config, beta, seeds, library versions.
-    config = models.JSONField(default=dict)
+    config = models.JSONField(default=dict, blank=True)
     pool = models.DecimalField(max_digits=18, decimal_places=4, validators=[MinValueValidator(Decimal("0"))])
     currency = models.CharField(max_length=3, default="USD")
     decimals = models.PositiveSmallIntegerField(default=2)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
-    progress = models.JSONField(default=dict)  # {stage: {"done": k, "total": m}}
-    timings = models.JSONField(default=dict)  # {stage: seconds}
+    progress = models.JSONField(default=dict, blank=True)  # {stage: {"done": k, "total": m}}
+    timings = models.JSONField(default=dict, blank=True)  # {stage: seconds}
     error = models.TextField(blank=True)
     payout_note = models.TextField(blank=True)  # e.g. why nothing was paid
     utilities_path = models.CharField(max_length=500, blank=True)  # full 2^n table (.npy)
@@ -102,7 +102,7 @@ class OwnerModel(models.Model):
     config_hash = models.CharField(max_length=64)
     artifact_path = models.CharField(max_length=500)
     model_hash = models.CharField(max_length=64)
-    metrics = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict, blank=True)
     seconds = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -3,6 +3,8 @@ rounds they took part in, their own value and payout, and round totals — never
 another owner's row."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db.models import QuerySet, Sum
 from django.http import Http404
 
@@ -57,8 +59,10 @@ def round_payouts(*, valuation_round: ValuationRound, user=None) -> QuerySet[Pay
 
 def round_payout_totals(*, valuation_round: ValuationRound) -> dict:
     agg = valuation_round.payouts.aggregate(total=Sum("amount"))
-    return {"pool": valuation_round.pool, "paid": agg["total"] or 0, "currency": valuation_round.currency,
-            "n_owners": valuation_round.participants.count()}
+    unit = Decimal(1).scaleb(-valuation_round.decimals)
+    # SQLite's SUM drops Decimal places; present both amounts in the currency's minor unit.
+    return {"pool": Decimal(valuation_round.pool).quantize(unit), "paid": Decimal(agg["total"] or 0).quantize(unit),
+            "currency": valuation_round.currency, "n_owners": valuation_round.participants.count()}
 
 
 def round_coalitions(*, valuation_round: ValuationRound) -> list[dict]:

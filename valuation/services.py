@@ -38,7 +38,7 @@ def _validate_choice(value: str, choices, label: str) -> None:
         raise ValidationError(f"unknown {label} '{value}'; choose one of: {', '.join(choices.values)}")
 
 
-def _parse_pool(pool) -> Decimal:
+def _parse_pool(pool, decimals: int) -> Decimal:
     if isinstance(pool, float):
         raise ValidationError("pool must be given as a decimal string, not a float")
     try:
@@ -47,6 +47,8 @@ def _parse_pool(pool) -> Decimal:
         raise ValidationError(f"pool '{pool}' is not a number")
     if not amount.is_finite() or amount < 0:
         raise ValidationError("pool must be a non-negative amount")
+    if amount != amount.quantize(Decimal(1).scaleb(-decimals)):
+        raise ValidationError(f"pool {amount} has more than {decimals} decimal places; it could not be paid exactly")
     return amount
 
 
@@ -58,7 +60,7 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
     _validate_choice(estimator, Estimator, "estimator")
-    amount = _parse_pool(pool)
+    amount = _parse_pool(pool, decimals)
     if ValuationRound.objects.filter(name=name).exists():
         raise ValidationError(f"a round named '{name}' already exists")
     base_dir = Path(base_model_dir).expanduser().resolve()

@@ -1,0 +1,49 @@
+"""Fixtures for round tests: eval sets and owners with uploaded data, and (slow) the real tiny
+base model built once per test session."""
+import pytest
+
+from marketplace.services import contribution_create, eval_set_create, owner_create
+from tests.conftest import jsonl_bytes, upload
+
+
+def pairs_records(pairs) -> list[dict]:
+    return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+
+
+def add_owner(username: str, pairs) -> object:
+    owner = owner_create(username=username)
+    contribution_create(owner=owner, file=upload(f"{username}.jsonl", jsonl_bytes(pairs_records(pairs))),
+                        filename=f"{username}.jsonl")
+    return owner
+
+
+def add_eval_set(name: str, pairs):
+    return eval_set_create(name=name, file=upload("eval.jsonl", jsonl_bytes(pairs_records(pairs))),
+                           filename="eval.jsonl")
+
+
+@pytest.fixture
+def fake_model_dir(tmp_path):
+    """Enough of a model directory for validation (real rounds use `tiny_base_model`)."""
+    path = tmp_path / "model"
+    path.mkdir()
+    (path / "config.json").write_text('{"model_type": "llama"}')
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory):
+    from valuation.engine import synthetic
+    from valuation.engine.base_model import build_base_model
+
+    root = tmp_path_factory.mktemp("tiny-base")
+    corpus = root / "corpus.txt"
+    corpus.write_text(synthetic.corpus_text(0), encoding="utf-8")
+    return build_base_model(corpus, root / "model", seed=0).path
+
+
+@pytest.fixture
+def isolated_artifacts(settings, tmp_path):
+    """A cold owner-model cache on disk for this test (the DB is rolled back per test anyway)."""
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    return settings.ARTIFACTS_DIR

@@ -1,0 +1,69 @@
+"""Creating and starting rounds through the REST API and the web form (no training: the
+Celery task is queued in memory, not run)."""
+import pytest
+
+from valuation.engine import synthetic
+from valuation.models import ValuationRound
+from tests.valuation.conftest import add_eval_set, add_owner
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def market():
+    add_owner("alice", synthetic.owner_pairs("clean_helpful", 8, 1))
+    return add_eval_set("eval", synthetic.eval_pairs(6, 0))
+
+
+def payload(model_dir, **overrides):
+    data = {"name": "api-round", "pool": "250.00", "eval_set": "eval", "base_model": str(model_dir)}
+    data.update(overrides)
+    return data
+
+
+def test_staff_creates_and_queues_a_round(api_staff, market, fake_model_dir, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        r = api_staff.post("/api/rounds/", payload(fake_model_dir, utility="bt_loglik", seed=5), format="json")
+    assert r.status_code == 201, r.json()
+    body = r.json()
+    assert body["status"] == "queued" and body["utility"] == "bt_loglik" and body["seed"] == 5
+    assert body["n_owners"] == 1 and body["pool"] == "250.0000"
+    assert len(callbacks) == 1  # the Celery task is sent only after the transaction commits
+    detail = api_staff.get(f"/api/rounds/{body['id']}/").json()
+    assert detail["progress"] == {s: {"done": 0, "total": 0} for s in ("training", "scoring", "valuing")}
+
+
+@pytest.mark.parametrize("overrides, status, fragment", [
+    ({"pool": "-5"}, 400, "pool"),
+    ({"eval_set": "nope"}, 400, "eval_set"),
+    ({"utility": "vibes"}, 400, "utility"),
+    ({"estimator": "kernel"}, 400, "not available yet"),
+    ({"base_model": "/does/not/exist"}, 400, "not a Hugging Face model directory"),
+    ({"training": {"epochz": 1}}, 400, "unknown training option"),
+])
+def test_bad_round_requests_get_400_and_write_nothing(api_staff, market, fake_model_dir, overrides, status,
+                                                      fragment):
+    r = api_staff.post("/api/rounds/", payload(fake_model_dir, **overrides), format="json")
+    assert r.status_code == status
+    assert fragment in str(r.json())
+    assert ValuationRound.objects.count() == 0
+
+
+def test_owner_cannot_create_rounds(api_a, market, fake_model_dir):
+    r = api_a.post("/api/rounds/", payload(fake_model_dir), format="json")
+    assert r.status_code == 403 and ValuationRound.objects.count() == 0
+
+
+def test_web_form_creates_round_and_shows_errors(client, staff_user, market, fake_model_dir):
+    client.force_login(staff_user)
+    bad = client.post("/rounds/new/", {**payload(fake_model_dir, base_model="/nowhere"), "currency": "USD",
+                                      "utility": "preference_accuracy", "composition": "sum",
+                                      "estimator": "auto", "seed": 0})
+    assert bad.status_code == 400 and b"not a Hugging Face model directory" in bad.content
+    ok = client.post("/rounds/new/", {**payload(fake_model_dir), "currency": "USD", "utility": "preference_accuracy",
+                                     "composition": "sum", "estimator": "auto", "seed": 0})
+    assert ok.status_code == 302
+    created = ValuationRound.objects.get()
+    assert created.status == "queued" and ok["Location"] == f"/rounds/{created.pk}/"
+    page = client.get(ok["Location"])
+    assert page.status_code == 200 and b"alice" in page.content and b"queued" in page.content
