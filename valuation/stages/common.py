@@ -48,9 +48,10 @@ def eval_set_hash(eval_set) -> str:
 
 
 def model_dir_hash(path: Path) -> str:
+    from valuation.engine.base_model import RECORD_FILES
     from valuation.engine.hashing import directory_hash
 
-    return directory_hash(path)
+    return directory_hash(path, exclude=RECORD_FILES)  # the weights and tokenizer, not the run records
 
 
 def training_config(config: dict):

@@ -4,7 +4,6 @@ process died in between) is adopted, not retrained."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -58,17 +57,12 @@ def ensure_owner_model(valuation_round, participant: RoundOwner, cfg, cfg_hash: 
 
 
 def _train_or_adopt(valuation_round, participant, cfg, out_dir: Path) -> dict:
+    """Train, or adopt the finished artifact a run that died before recording it left behind
+    (the engine returns it as `cached` after checking its hash)."""
     from valuation.engine import dpo
-    from valuation.engine.hashing import directory_hash
 
-    marker = out_dir / "owner_model.json"
-    if marker.is_file():  # trained by a run that died before recording it
-        info = json.loads(marker.read_text())
-        return {"model_hash": directory_hash(out_dir), "seconds": info.get("seconds", 0.0),
-                "metrics": info.get("metrics", {})}
     pairs = owner_pairs(participant.contributions.order_by("id"))
-    logger.info("round %s: training %s on %d pairs", valuation_round.pk, participant.owner, len(pairs))
-    result = dpo.train_owner_model(valuation_round.base_model_path, pairs, out_dir, cfg)
+    logger.info("round %s: model for %s on %d pairs", valuation_round.pk, participant.owner, len(pairs))
+    result = dpo.train_owner_model(valuation_round.base_model_path, pairs, out_dir, cfg,
+                                   base_model_hash=valuation_round.base_model_hash)
     return {"model_hash": result.model_hash, "seconds": result.seconds, "metrics": result.metrics}
-
-

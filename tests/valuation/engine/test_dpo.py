@@ -1,0 +1,118 @@
+import json
+import time
+from dataclasses import replace
+
+import pytest
+
+from valuation.engine import synthetic
+from valuation.engine.base_model import load_base_model
+from valuation.engine.dpo import RECORD, RECORD_FILES, TrainingConfig, train_owner_model
+from valuation.engine.hashing import config_hash, directory_hash, pairs_hash
+from valuation.engine.scoring import delta_matrix, score_model
+
+from .conftest import TEST_TRAINING_CONFIG
+
+pytestmark = pytest.mark.slow
+
+
+def _max_weight_change(model_dir, base_dir) -> float:
+    trained = load_base_model(model_dir).state_dict()
+    base = load_base_model(base_dir).state_dict()
+    assert trained.keys() == base.keys()
+    return max((trained[k] - base[k]).abs().max().item() for k in base)
+
+
+def test_full_fine_tune_changes_the_weights(clean_owner, base_model):
+    assert (clean_owner.path / "model.safetensors").is_file()
+    assert _max_weight_change(clean_owner.path, base_model.path) > 1e-3
+    assert json.loads((clean_owner.path / "config.json").read_text())["use_cache"] is True  # ready to generate
+
+
+def test_reward_accuracy_and_margin_rose_during_training(clean_owner):
+    m = clean_owner.metrics
+    assert m["steps"] == 3 * 4  # 3 epochs x ceil(64 / 16) steps
+    assert m["rewards_accuracies_last"] >= 0.9 > m["rewards_accuracies_first"]
+    assert m["rewards_margins_last"] > 1.0 > abs(m["rewards_margins_first"])
+    assert m["loss_last"] < m["loss_first"]
+
+
+def test_owner_model_prefers_held_out_chosen_answers(clean_owner, base_model, small_eval_pairs):
+    base = score_model(base_model.path, base_model.path, small_eval_pairs)
+    owner = score_model(clean_owner.path, base_model.path, small_eval_pairs)
+    D = delta_matrix(base, [owner])
+    assert (D[0] > 0).mean() >= 0.9
+
+
+def test_run_record_names_every_cache_key(clean_owner, base_model, owner_train_pairs):
+    record = json.loads((clean_owner.path / RECORD).read_text())
+    assert record["base_model_hash"] == base_model.model_hash
+    assert record["data_hash"] == pairs_hash(owner_train_pairs)
+    assert record["config_hash"] == config_hash(TEST_TRAINING_CONFIG)
+    assert record["model_hash"] == clean_owner.model_hash == directory_hash(clean_owner.path, exclude=RECORD_FILES)
+    assert record["artifact"] == "full_model"
+    assert TrainingConfig(**{**record["training_config"], "loss_types": tuple(record["training_config"]["loss_types"]), "loss_weights": tuple(record["training_config"]["loss_weights"])}) == TEST_TRAINING_CONFIG
+
+
+def test_same_seed_same_weights_other_seed_other_weights(clean_owner, base_model, owner_train_pairs, tmp_path):
+    again = train_owner_model(base_model.path, owner_train_pairs, tmp_path / "again", TEST_TRAINING_CONFIG)
+    assert not again.cached
+    assert again.model_hash == clean_owner.model_hash
+    assert directory_hash(again.path, exclude=RECORD_FILES) == directory_hash(clean_owner.path, exclude=RECORD_FILES)
+    reseeded = replace(TEST_TRAINING_CONFIG, seed=1)
+    other = train_owner_model(base_model.path, owner_train_pairs, tmp_path / "other", reseeded)
+    assert other.model_hash != clean_owner.model_hash
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "other"]  # no temp dirs left behind
+
+
+def test_a_finished_model_is_reused(clean_owner, base_model, owner_train_pairs):
+    started = time.perf_counter()
+    again = train_owner_model(base_model.path, owner_train_pairs, clean_owner.path, TEST_TRAINING_CONFIG)
+    assert time.perf_counter() - started < 2.0
+    assert again.cached and again.model_hash == clean_owner.model_hash and again.metrics == clean_owner.metrics
+
+
+def test_lora_saves_only_a_trained_adapter_scored_on_top_of_the_base(base_model, small_eval_pairs, tmp_path):
+    from safetensors.torch import load_file
+
+    pairs = synthetic.owner_pairs("clean_mix", 32, seed=1)
+    config = replace(TEST_TRAINING_CONFIG, use_lora=True, learning_rate=3e-3)
+    result = train_owner_model(base_model.path, pairs, tmp_path / "lora", config)
+    assert (result.path / "adapter_config.json").is_file() and not (result.path / "model.safetensors").exists()
+    assert json.loads((result.path / RECORD).read_text())["artifact"] == "peft_adapter"
+    weights = load_file(result.path / "adapter_model.safetensors")
+    lora_b = [tensor for name, tensor in weights.items() if "lora_B" in name]
+    assert lora_b and max(t.abs().max().item() for t in lora_b) > 1e-4  # LoRA B starts at zero
+    assert result.metrics["rewards_margins_last"] > result.metrics["rewards_margins_first"]
+    base = score_model(base_model.path, base_model.path, small_eval_pairs)
+    adapted = score_model(result.path, base_model.path, small_eval_pairs)
+    assert (delta_matrix(base, [adapted])[0] > 0).mean() > 0.5
+    with pytest.raises(ValueError, match="PEFT adapter"):
+        score_model(result.path, None, small_eval_pairs)
+
+
+def test_empty_data_is_refused(base_model, tmp_path):
+    with pytest.raises(ValueError, match="at least one"):
+        train_owner_model(base_model.path, [], tmp_path / "x", TEST_TRAINING_CONFIG)
+    assert not (tmp_path / "x").exists()
+
+
+def test_config_defaults_match_the_documented_recipe():
+    config = TrainingConfig()
+    assert config.beta == 0.1 and config.loss_types == ("sigmoid", "sft") and config.loss_weights == (1.0, 1.0)
+    assert config.lora_dropout == 0.0
+    with pytest.raises(Exception):
+        config.beta = 0.2  # frozen
+
+
+def test_owner_log_ratio_margins_order_clean_noisy_adversarial(clean_owner, base_model, small_eval_pairs, tmp_path):
+    """The signal the valuation rests on: D > 0 for clean data, < 0 for flipped labels, noisy in between."""
+    trained = [clean_owner.path]
+    for index, kind in enumerate(("noisy", "adversarial"), start=1):
+        pairs = synthetic.owner_pairs(kind, 64, seed=index)
+        trained.append(train_owner_model(base_model.path, pairs, tmp_path / kind, TEST_TRAINING_CONFIG).path)
+    base = score_model(base_model.path, base_model.path, small_eval_pairs)
+    D = delta_matrix(base, [score_model(path, base_model.path, small_eval_pairs) for path in trained])
+    clean, noisy, adversarial = D
+    assert (clean > 0).mean() >= 0.9 and (adversarial < 0).mean() >= 0.9
+    assert 0 < noisy.mean() < clean.mean()
+    print("D means", D.mean(axis=1), "frac>0", (D > 0).mean(axis=1))

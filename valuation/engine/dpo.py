@@ -1,0 +1,211 @@
+"""One owner's model pi_i = DPO(pi_0, D_i, beta) (Rafailov et al. 2023), trained with TRL.
+
+The DPO loss is TRL's, never reimplemented here; the entry point reads like
+alignment-handbook's `scripts/dpo.py`: seed -> model & tokenizer -> dataset ->
+`DPOTrainer` -> save model & metrics. By default the loss is TRL's sigmoid DPO plus
+an SFT term on the chosen response (`loss_type=["sigmoid", "sft"]`), which keeps a
+tiny model's generations fluent while its implicit reward r_i = beta * delta_i still
+orders the owners by data quality.
+
+Artifacts are content-addressed: `owner_model.json` records the base model hash, the
+owner data hash and the training config hash, and a finished matching directory is
+returned as is. Training writes into a temporary directory that is renamed into place
+only when complete, and TRL's own outputs (logs, checkpoints) stay in a scratch
+directory that is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .base_model import RECORD_FILES as BASE_RECORD_FILES
+from .base_model import load_base_model, load_tokenizer, quiet_hf, torch_threads
+from .data import Pair, pairs_to_dataset
+from .hashing import config_hash, directory_hash, pairs_hash
+
+RECORD = "owner_model.json"
+RECORD_FILES = (RECORD,)  # run record: describes the model, excluded from its hash
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    beta: float = 0.1  # DPO temperature; also the beta of the bt_loglik utility
+    epochs: int = 4  # passes over the owner's pairs: enough for the implicit reward to generalise
+    learning_rate: float = 1e-3  # TRL's 1e-6 would not move a ~1M-parameter model in ~40 updates
+    batch_size: int = 16  # pairs per step (TRL forwards 2x this many sequences)
+    gradient_accumulation: int = 1  # no memory pressure at this size
+    loss_types: tuple[str, ...] = ("sigmoid", "sft")  # DPO + SFT on chosen keeps a tiny model fluent
+    loss_weights: tuple[float, ...] = (1.0, 1.0)  # one weight per loss type, TRL's loss_weights
+    use_lora: bool = False  # full FT: same time, 4-40x larger |D| than LoRA r=16 (bench/engine_smoke.py --lora)
+    lora_r: int = 16  # adapter rank when use_lora
+    lora_alpha: int = 32  # LoRA scale alpha/r = 2, the common default ratio
+    lora_dropout: float = 0.0  # TRL disables dropout anyway (disable_dropout=True); 0 says so
+    max_length: int = 128  # prompt + response tokens; demo pairs are < 50, longer real ones are cut
+    seed: int = 0  # one seed drives init, data order and adapter init: same seed, same weights
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    path: Path
+    model_hash: str  # directory_hash of the saved model or adapter (run record excluded)
+    metrics: dict
+    seconds: float
+    cached: bool = False  # True when a finished matching model was returned without training
+
+
+def _dpo_args(config: TrainingConfig, scratch: str):
+    from trl import DPOConfig
+
+    return DPOConfig(
+        output_dir=scratch,
+        beta=config.beta,
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        loss_type=list(config.loss_types),
+        loss_weights=list(config.loss_weights),
+        max_length=config.max_length,
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=True,
+        # TRL defaults to bf16 autocast, even on CPU: float32 keeps log-probs exact (they must match
+        # scoring.py's to 1e-3) and is faster on CPUs without bf16 units.
+        bf16=False,
+        fp16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def _peft_config(config: TrainingConfig):
+    if not config.use_lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(LORA_TARGETS),
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_trainer(
+    base_dir: str | Path, pairs: list[Pair], config: TrainingConfig, scratch: str, eval_pairs: list[Pair] | None = None
+):
+    """A ready ``DPOTrainer`` for ``pairs`` on top of ``base_dir`` (seeded before anything random)."""
+    from transformers import PrinterCallback, set_seed
+    from trl import DPOTrainer
+
+    quiet_hf()
+    set_seed(config.seed)
+    tokenizer = load_tokenizer(base_dir)
+    model = load_base_model(base_dir).train()
+    # Full fine-tuning: the frozen base is the reference. With LoRA, TRL disables the adapter instead.
+    ref_model = None if config.use_lora else load_base_model(base_dir)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=_dpo_args(config, scratch),
+        train_dataset=pairs_to_dataset(pairs),
+        eval_dataset=pairs_to_dataset(eval_pairs) if eval_pairs else None,
+        processing_class=tokenizer,
+        peft_config=_peft_config(config),
+    )
+    trainer.remove_callback(PrinterCallback)  # metrics go to the run record, not stdout
+    return trainer
+
+
+def _summarise(log_history: list[dict], window: int = 3) -> dict:
+    """First and last values of TRL's per-step training metrics (means over ``window`` steps)."""
+    steps = [entry for entry in log_history if "loss" in entry and "rewards/margins" in entry]
+    summary: dict = {"steps": len(steps)}
+    for key in ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected"):
+        values = [entry[key] for entry in steps if key in entry]
+        if values:
+            name = key.replace("/", "_")
+            summary[f"{name}_first"] = sum(values[:window]) / len(values[:window])
+            summary[f"{name}_last"] = sum(values[-window:]) / len(values[-window:])
+    final = next((entry for entry in reversed(log_history) if "train_loss" in entry), {})
+    summary["train_loss"] = final.get("train_loss")
+    return summary
+
+
+def _cached_model(out: Path, expected: dict) -> TrainResult | None:
+    record_path = out / RECORD
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    if any(record.get(key) != value for key, value in expected.items()):
+        return None
+    if directory_hash(out, exclude=RECORD_FILES) != record.get("model_hash"):
+        return None
+    return TrainResult(path=out, model_hash=record["model_hash"], metrics=record["metrics"], seconds=0.0, cached=True)
+
+
+def _save(trainer, tokenizer_dir: Path, tmp: Path, config: TrainingConfig, expected: dict, metrics: dict) -> str:
+    """Save model or adapter + tokenizer into ``tmp`` and write the run record last."""
+    # The Trainer switches the KV cache off for training; owner models are also used for generation.
+    trainer.model.config.use_cache = True
+    trainer.model.save_pretrained(str(tmp))
+    load_tokenizer(tokenizer_dir).save_pretrained(str(tmp))
+    model_hash = directory_hash(tmp, exclude=RECORD_FILES)
+    record = {
+        **expected,
+        "model_hash": model_hash,
+        "artifact": "peft_adapter" if config.use_lora else "full_model",
+        "training_config": asdict(config),
+        "metrics": metrics,
+    }
+    (tmp / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+    return model_hash
+
+
+def train_owner_model(
+    base_dir: str | Path,
+    pairs: list[Pair],
+    out_dir: str | Path,
+    config: TrainingConfig = TrainingConfig(),
+    *,
+    base_model_hash: str | None = None,
+) -> TrainResult:
+    """Fine-tune ``base_dir`` on one owner's ``pairs`` with DPO into ``out_dir`` (or return the cached model).
+
+    ``base_model_hash`` saves re-hashing a large base model when the caller already knows it.
+    """
+    if not pairs:
+        raise ValueError("an owner model needs at least one preference pair")
+    base, out = Path(base_dir), Path(out_dir)
+    expected = {
+        "base_model_hash": base_model_hash or directory_hash(base, exclude=BASE_RECORD_FILES),
+        "data_hash": pairs_hash(pairs),
+        "config_hash": config_hash(config),
+    }
+    cached = _cached_model(out, expected)
+    if cached is not None:
+        return cached
+    started = time.perf_counter()
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="dpo-scratch-") as scratch, torch_threads() as threads:
+        trainer = build_trainer(base, list(pairs), config, scratch)
+        trainer.train()
+        metrics = {**_summarise(trainer.state.log_history), "n_pairs": len(pairs), "threads": threads}
+        model_hash = _save(trainer, base, tmp, config, expected, metrics)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    seconds = time.perf_counter() - started
+    return TrainResult(path=out, model_hash=model_hash, metrics=metrics, seconds=seconds)

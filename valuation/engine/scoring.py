@@ -1,0 +1,170 @@
+"""Cached response log-probs: log pi(y|x) summed over response tokens, for every eval pair.
+
+DESIGN.md section 2: after n fine-tunes, (n + 1) scoring passes over the eval set give
+delta_i(x, y) = log pi_i(y|x) - log pi_0(y|x) for every eval response, and every
+exact coalition utility is array arithmetic on the (n x T) matrix
+D[i, t] = delta_i(x_t, y_w) - delta_i(x_t, y_l) (the log Z_S(x) of language-model
+arithmetic cancels in this margin). No model is touched again after this module.
+
+Tokenisation follows TRL's DPOTrainer exactly (trl/trainer/dpo_trainer.py,
+`_prepare_dataset` and `DataCollatorForPreference`): EOS is appended to each response
+unless already there, prompt, prompt+chosen and prompt+rejected are tokenised
+separately, the response starts where the tokenised prompt stops being a common prefix
+of both, and sequences are cut at `max_length` keeping the start. So these numbers
+equal TRL's `logps/chosen` and `logps/rejected`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .base_model import load_base_model, load_tokenizer, torch_threads
+from .data import Pair
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    chosen: np.ndarray  # float64 (T,): log pi(y_w | x) per eval pair
+    rejected: np.ndarray  # float64 (T,): log pi(y_l | x) per eval pair
+
+    @property
+    def margin(self) -> np.ndarray:
+        return self.chosen - self.rejected
+
+
+def is_adapter_dir(model_dir: str | Path) -> bool:
+    """True when ``model_dir`` holds a PEFT adapter rather than a full model."""
+    return (Path(model_dir) / "adapter_config.json").is_file()
+
+
+def load_policy(model_dir: str | Path, base_dir: str | Path | None = None):
+    """A full model directory, or a PEFT adapter directory applied to the model in ``base_dir``."""
+    if not is_adapter_dir(model_dir):
+        return load_base_model(model_dir)
+    if base_dir is None:
+        raise ValueError(f"{model_dir} holds a PEFT adapter; pass the base model directory it was trained on")
+    from peft import PeftModel
+
+    # Unmerged, so the forward is the very one TRL trained and evaluated.
+    return PeftModel.from_pretrained(load_base_model(base_dir), str(model_dir)).eval()
+
+
+def _common_prefix_length(ids: list[int], other: list[int]) -> int:
+    length = 0
+    for token, other_token in zip(ids, other):
+        if token != other_token:
+            break
+        length += 1
+    return length
+
+
+def tokenize_pair(tokenizer, pair: Pair) -> tuple[list[int], list[int], list[int]]:
+    """(prompt_ids, chosen_ids, rejected_ids) exactly as TRL's DPOTrainer builds them for plain text."""
+    eos = tokenizer.eos_token
+    chosen = pair.chosen if pair.chosen.endswith(eos) else pair.chosen + eos
+    rejected = pair.rejected if pair.rejected.endswith(eos) else pair.rejected + eos
+    prompt_ids = tokenizer(text=pair.prompt)["input_ids"]
+    prompt_chosen = tokenizer(text=pair.prompt + chosen)["input_ids"]
+    prompt_rejected = tokenizer(text=pair.prompt + rejected)["input_ids"]
+    prompt_len = min(
+        _common_prefix_length(prompt_ids, prompt_chosen), _common_prefix_length(prompt_ids, prompt_rejected)
+    )
+    return prompt_ids[:prompt_len], prompt_chosen[prompt_len:], prompt_rejected[prompt_len:]
+
+
+def _sequences(tokenizer, pairs: list[Pair], max_length: int | None):
+    """Per pair two (input_ids, response_mask) sequences: prompt+chosen, prompt+rejected."""
+    chosen, rejected = [], []
+    for pair in pairs:
+        prompt_ids, chosen_ids, rejected_ids = tokenize_pair(tokenizer, pair)
+        for ids, out in ((chosen_ids, chosen), (rejected_ids, rejected)):
+            sequence = (prompt_ids + ids)[:max_length]
+            mask = ([0] * len(prompt_ids) + [1] * len(ids))[:max_length]
+            out.append((sequence, mask))
+    return chosen, rejected
+
+
+def _batch_logps(model, batch: list[tuple[list[int], list[int]]], pad_id: int) -> np.ndarray:
+    """Summed response-token log-probs of right-padded sequences (padding never changes a real position)."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    response = torch.zeros((len(batch), width), dtype=torch.bool)
+    for row, (ids, mask) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention[row, : len(ids)] = 1
+        response[row, : len(ids)] = torch.tensor(mask, dtype=torch.bool)
+    logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
+    # float64 log-softmax: the sums over ~30 tokens stay batch-size independent to 1e-6.
+    logps = torch.log_softmax(logits[:, :-1].double(), dim=-1)
+    token_logps = logps.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (token_logps * response[:, 1:]).sum(dim=1).numpy()
+
+
+def _logps(model, sequences, pad_id: int, batch_size: int) -> np.ndarray:
+    parts = [_batch_logps(model, sequences[i : i + batch_size], pad_id) for i in range(0, len(sequences), batch_size)]
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0, dtype=np.float64)
+
+
+def sequence_logps(
+    model_dir_or_loaded, tokenizer, pairs: list[Pair], *, batch_size: int = 16, max_length: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen_logps, rejected_logps), float64 arrays of length len(pairs).
+
+    ``model_dir_or_loaded`` is a loaded causal LM or a full-model directory;
+    ``tokenizer`` may be None for a directory that holds its tokenizer. Pass the
+    training ``max_length`` to reproduce TRL's truncation of over-long pairs.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(model_dir_or_loaded, (str, Path)):
+        tokenizer = tokenizer or load_tokenizer(model_dir_or_loaded)
+        model_dir_or_loaded = load_policy(model_dir_or_loaded)
+    model = model_dir_or_loaded
+    was_training = model.training
+    chosen, rejected = _sequences(tokenizer, list(pairs), max_length)
+    model.eval()
+    try:
+        with torch.no_grad(), torch_threads():
+            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+            return _logps(model, chosen, pad_id, batch_size), _logps(model, rejected, pad_id, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def score_model(
+    model_dir: str | Path,
+    base_dir: str | Path | None,
+    pairs: list[Pair],
+    *,
+    batch_size: int = 16,
+    max_length: int | None = None,
+) -> ScoreResult:
+    """Log-probs of every pair's responses under the model in ``model_dir`` (full model or adapter).
+
+    Score the base model itself with ``model_dir == base_dir``. The tokenizer is always
+    the base model's, so every model sees identical token ids.
+    """
+    model = load_policy(model_dir, base_dir)
+    tokenizer = load_tokenizer(base_dir if base_dir is not None else model_dir)
+    chosen, rejected = sequence_logps(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length)
+    return ScoreResult(chosen=chosen, rejected=rejected)
+
+
+def delta_matrix(base: ScoreResult, owners: list[ScoreResult]) -> np.ndarray:
+    """D (n x T): D[i, t] = (chosen_i - chosen_0) - (rejected_i - rejected_0), the owner's log-ratio margin."""
+    if not owners:
+        return np.zeros((0, len(base.chosen)), dtype=np.float64)
+    for index, owner in enumerate(owners):
+        if owner.chosen.shape != base.chosen.shape or owner.rejected.shape != base.rejected.shape:
+            raise ValueError(f"owner {index} was scored on {owner.chosen.shape[0]} pairs, the base on {base.chosen.shape[0]}")
+    chosen = np.stack([owner.chosen for owner in owners]) - base.chosen
+    rejected = np.stack([owner.rejected for owner in owners]) - base.rejected
+    return (chosen - rejected).astype(np.float64)
