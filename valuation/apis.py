@@ -1,4 +1,6 @@
 """REST endpoints of valuation rounds (paths fixed by DESIGN §5)."""
+from decimal import Decimal
+
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -97,6 +99,11 @@ class RoundValuesApi(APIView):
 
 class PayoutOutputSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.user.username")
+    amount = serializers.SerializerMethodField()
+
+    def get_amount(self, payout) -> str:
+        """In the currency's minor unit, as paid (the column stores 4 places for any currency)."""
+        return str(payout.amount.quantize(Decimal(1).scaleb(-payout.round.decimals)))
 
     class Meta:
         model = Payout
@@ -111,7 +118,8 @@ class RoundPayoutsApi(APIView):
         valuation_round = selectors.round_get_for(user=request.user, round_id=round_id)
         payouts = selectors.round_payouts(valuation_round=valuation_round, user=request.user)
         totals = selectors.round_payout_totals(valuation_round=valuation_round)
-        return Response({"round": valuation_round.pk, "totals": {k: str(v) for k, v in totals.items()},
+        totals = dict(totals, pool=str(totals["pool"]), paid=str(totals["paid"]))
+        return Response({"round": valuation_round.pk, "totals": totals,
                          "note": valuation_round.payout_note,
                          "payouts": PayoutOutputSerializer(payouts, many=True).data})
 

@@ -51,7 +51,7 @@ def round_values(*, valuation_round: ValuationRound, user=None) -> QuerySet[Owne
 
 
 def round_payouts(*, valuation_round: ValuationRound, user=None) -> QuerySet[Payout]:
-    qs = valuation_round.payouts.select_related("owner__user").order_by("-amount", "owner__user__username")
+    qs = valuation_round.payouts.select_related("owner__user", "round").order_by("-amount", "owner__user__username")
     if user is not None and not user.is_staff:
         qs = qs.filter(owner__user=user)
     return qs

@@ -317,8 +317,8 @@ def test_round_values_and_payouts_are_scoped_to_the_caller(world, api):
     assert [(v["owner"], v["shapley"]) for v in values["b"]] == [("owner_b", 0.577215)]
     assert [(v["owner"], v["shapley"]) for v in values["staff"]] == [("owner_b", 0.577215), ("owner_a", 0.314159)]
     payouts = {role: api(role).get(f"{path}/payouts/").json() for role in ("a", "b", "staff")}
-    assert [(p["owner"], p["amount"]) for p in payouts["a"]["payouts"]] == [("owner_a", "31.4159")]
-    assert [(p["owner"], p["amount"]) for p in payouts["b"]["payouts"]] == [("owner_b", "68.5841")]
+    assert [(p["owner"], p["amount"]) for p in payouts["a"]["payouts"]] == [("owner_a", "31.42")]
+    assert [(p["owner"], p["amount"]) for p in payouts["b"]["payouts"]] == [("owner_b", "68.58")]
     assert len(payouts["staff"]["payouts"]) == 2
     totals = payouts["a"]["totals"]  # round totals only: no other owner's row
     assert (Decimal(totals["pool"]), Decimal(totals["paid"]), totals["currency"], totals["n_owners"]) == (

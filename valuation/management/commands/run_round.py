@@ -1,5 +1,6 @@
 """Create (or resume) a valuation round and run it in the foreground with progress bars."""
 import json
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -44,8 +45,9 @@ class Command(BaseCommand):
     def _round(self, opts) -> ValuationRound:
         existing = ValuationRound.objects.filter(name=opts["name"]).first()
         if existing is not None:
-            if not opts["json"]:
-                self.stderr.write(f"resuming round '{existing.name}' ({existing.status})")
+            verb = "showing" if existing.status == ValuationRound.Status.DONE else "resuming"
+            self.stderr.write(f"round '{existing.name}' already exists ({existing.status}): {verb} it with its "
+                              "recorded config; other options are ignored (use a new --name for a new round)")
             return existing
         eval_set = EvalSet.objects.filter(name=opts["eval_set"]).first()
         if eval_set is None:
@@ -69,6 +71,7 @@ class _ProgressBars:
 
         bar = self.bars.get(stage)
         if bar is None:
+            self.close()  # the previous stage is over: one live bar at a time keeps the terminal tidy
             bar = self.bars[stage] = tqdm(total=total, desc=f"{stage:>8}", unit="step", leave=True)
         bar.total = total
         bar.n = done
@@ -76,19 +79,20 @@ class _ProgressBars:
 
     def close(self) -> None:
         for bar in self.bars.values():
-            bar.close()
+            bar.close()  # closing twice is harmless
 
 
 def round_summary(valuation_round) -> dict:
     values = selectors.round_values(valuation_round=valuation_round)
     payouts = selectors.round_payouts(valuation_round=valuation_round)
+    unit = Decimal(1).scaleb(-valuation_round.decimals)
     return {
         "round": valuation_round.name,
         "id": valuation_round.pk,
         "status": valuation_round.status,
         "estimator": valuation_round.estimator_used,
         "values": {v.owner.name: v.shapley for v in values},
-        "payouts": {p.owner.name: str(p.amount) for p in payouts},
+        "payouts": {p.owner.name: str(p.amount.quantize(unit)) for p in payouts},
         "utilities": {"+".join(c["members"]) or "{}": c["value"]
                       for c in selectors.round_coalitions(valuation_round=valuation_round)},
         "timings": valuation_round.timings,
