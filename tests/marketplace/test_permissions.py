@@ -322,7 +322,7 @@ def test_round_values_and_payouts_are_scoped_to_the_caller(world, api):
     assert len(payouts["staff"]["payouts"]) == 2
     totals = payouts["a"]["totals"]  # round totals only: no other owner's row
     assert (Decimal(totals["pool"]), Decimal(totals["paid"]), totals["currency"], totals["n_owners"]) == (
-        Decimal("100"), Decimal("100"), "USD", "2")
+        Decimal("100"), Decimal("100"), "USD", 2)
 
 
 def test_round_lists_are_scoped(world, api):
