@@ -59,6 +59,11 @@ class ValuationRound(models.Model):
     composition = models.CharField(max_length=8, choices=Composition.choices, default=Composition.SUM)
     estimator = models.CharField(max_length=16, choices=Estimator.choices, default=Estimator.AUTO)
     estimator_used = models.CharField(max_length=16, blank=True)
+    n_evaluations = models.BigIntegerField(null=True, blank=True)  # utility evaluations the estimator made
+    stopped_because = models.CharField(max_length=16, blank=True)  # "exact" | "target" | "budget"
+    misallocation_bound = models.FloatField(null=True, blank=True)  # est. share of the pool that may be misallocated
+    # Pairwise Shapley interaction index (n × n, participant-index order): < 0 redundant, > 0 complementary.
+    interactions = models.JSONField(default=list, blank=True)
     seed = models.PositiveIntegerField(default=0)
     # Everything that determines the result: training config, beta, seeds, library versions.
     config = models.JSONField(default=dict, blank=True)
