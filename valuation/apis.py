@@ -22,7 +22,7 @@ class RoundOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ValuationRound
         fields = ["id", "name", "status", "progress", "timings", "error", "eval_set", "eval_set_hash",
-                  "base_model_path", "base_model_hash", "utility", "composition", "estimator", "estimator_used",
+                  "base_model_path", "base_model_hash", "utility", "composition", "estimator", "estimator_used", "n_evaluations", "stopped_because", "misallocation_bound",
                   "seed", "config", "pool", "currency", "n_owners", "payout_note", "utilities_hash", "created_at",
                   "started_at", "finished_at", "approved_at"]
 
@@ -40,6 +40,9 @@ class RoundInputSerializer(serializers.Serializer):
     beta = serializers.FloatField(min_value=1e-6, required=False)
     training = serializers.DictField(required=False, default=dict)
     owners = serializers.ListField(child=serializers.CharField(), required=False)
+    budget = serializers.IntegerField(min_value=1, required=False, help_text="utility evaluations for the estimator")
+    target = serializers.FloatField(min_value=1e-6, max_value=0.999999, required=False,
+                                    help_text="stop sampling when at most this share of the pool may be misallocated")
 
 
 class RoundListCreateApi(APIView):
@@ -65,7 +68,8 @@ class RoundListCreateApi(APIView):
                 name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
                 base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
                 estimator=data["estimator"], seed=data["seed"], beta=data.get("beta"), training=data["training"],
-                owners=data.get("owners"), created_by=request.user)
+                owners=data.get("owners"), budget=data.get("budget"), target=data.get("target"),
+                created_by=request.user)
             valuation_round = services.round_queue(valuation_round=valuation_round)
         return Response(RoundOutputSerializer(valuation_round).data, status=status.HTTP_201_CREATED)
 

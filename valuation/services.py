@@ -30,7 +30,9 @@ from .models import Composition, Estimator, Payout, RoundOwner, Utility, Valuati
 logger = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int], None]
 STALE_HEARTBEAT = timedelta(minutes=15)
-EXACT_LIMIT = 20  # 2^20 coalitions: seconds of array arithmetic on cached scores
+EXACT_LIMIT = 24  # 2^24 coalitions: under a minute of array arithmetic on cached scores
+DEFAULT_BUDGET = 1 << 20  # utility evaluations: `auto` is exact up to 20 owners, sampled above
+DEFAULT_TARGET = 0.01  # stop sampling once ≤ 1% of the pool could be misallocated
 
 
 def _validate_choice(value: str, choices, label: str) -> None:
@@ -55,7 +57,8 @@ def _parse_pool(pool, decimals: int) -> Decimal:
 def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, utility: str = Utility.PREFERENCE_ACCURACY,
                  composition: str = Composition.SUM, estimator: str = Estimator.AUTO, seed: int = 0,
                  currency: str = "USD", decimals: int = 2, training: dict | None = None, beta: float | None = None,
-                 owners: list[str] | None = None, created_by=None) -> ValuationRound:
+                 owners: list[str] | None = None, budget: int | None = None, target: float | None = None,
+                 created_by=None) -> ValuationRound:
     """Validate the request, snapshot the participating owners' data, record the full config."""
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
@@ -67,11 +70,8 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     if not (base_dir / "config.json").is_file():
         raise ValidationError(f"'{base_model_dir}' is not a Hugging Face model directory (no config.json)")
     participants = _participants(owners)
-    if estimator not in (Estimator.AUTO, Estimator.EXACT):
-        raise ValidationError(f"estimator '{estimator}' is not available yet; use 'exact' or 'auto'")
-    if len(participants) > EXACT_LIMIT:
-        raise ValidationError(f"{len(participants)} owners: exact Shapley is limited to {EXACT_LIMIT} owners")
-    config = stages.round_config(training=training or {}, seed=seed, beta=beta)
+    budget, target = _check_budget(budget, target, estimator, len(participants))
+    config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target)
     with transaction.atomic():
         valuation_round = ValuationRound(
             name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
@@ -85,6 +85,21 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
             _participant_create(valuation_round, index, owner, contributions)
     logger.info("round %s created with %d owners", valuation_round.pk, len(participants))
     return valuation_round
+
+
+def _check_budget(budget: int | None, target: float | None, estimator: str, n: int) -> tuple[int, float]:
+    budget = DEFAULT_BUDGET if budget is None else budget
+    target = DEFAULT_TARGET if target is None else target
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValidationError("budget must be a positive number of utility evaluations")
+    if not 0 < target < 1:
+        raise ValidationError("target must be a share of the pool between 0 and 1 (e.g. 0.01)")
+    if estimator == Estimator.EXACT and (n > EXACT_LIMIT or (1 << n) > budget):
+        raise ValidationError(f"exact Shapley for {n} owners needs 2^{n} = {1 << n:,} utility evaluations "
+                              f"(at most {EXACT_LIMIT} owners, budget {budget:,}); use 'auto' or a sampled estimator")
+    if estimator not in (Estimator.EXACT, Estimator.AUTO) and budget < 4 * n + 2:
+        raise ValidationError(f"a budget of {budget} evaluations is too small for {n} owners")
+    return budget, target
 
 
 def _participants(usernames: list[str] | None) -> list[tuple[DataOwner, list[Contribution]]]:

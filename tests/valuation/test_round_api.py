@@ -37,7 +37,8 @@ def test_staff_creates_and_queues_a_round(api_staff, market, fake_model_dir, dja
     ({"pool": "-5"}, 400, "pool"),
     ({"eval_set": "nope"}, 400, "eval_set"),
     ({"utility": "vibes"}, 400, "utility"),
-    ({"estimator": "kernel"}, 400, "not available yet"),
+    ({"estimator": "exact", "budget": 1}, 400, "needs 2^1 = 2 utility evaluations"),
+    ({"budget": 0}, 400, "budget"),
     ({"base_model": "/does/not/exist"}, 400, "not a Hugging Face model directory"),
     ({"training": {"epochz": 1}}, 400, "unknown training option"),
 ])

@@ -45,7 +45,9 @@ def test_round_create_snapshots_participants_and_config(market, fake_model_dir):
     ({"pool": "10.005"}, "more than 2 decimal places"),
     ({"utility": "vibes"}, "unknown utility 'vibes'"),
     ({"composition": "max"}, "unknown composition"),
-    ({"estimator": "kernel"}, "not available yet"),
+    ({"estimator": "exact", "budget": 3}, "needs 2^2 = 4 utility evaluations"),
+    ({"estimator": "kernel", "budget": 5}, "too small for 2 owners"),
+    ({"target": 1.5}, "target must be a share of the pool"),
     ({"training": {"epochz": 3}}, "unknown training option(s): epochz"),
     ({"owners": ["alice", "zed"]}, "no accepted data for owner(s): zed"),
 ])

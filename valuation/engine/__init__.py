@@ -11,6 +11,13 @@ Modules, by the order a round uses them:
     scoring     cached response log-probs under the base model and each owner model
     arithmetic  coalition composition weights (language-model arithmetic)
     utility     coalition utilities from the cached score matrix
-    shapley     Shapley values over the 2^n utility table
+    coalition_tables  the tiled kernels that tabulate all 2^n utilities
+    shapley     exact Shapley values over the 2^n table; estimate_shapley (exact or sampled)
+    sampling    budget, error bars and the misallocation stopping rule shared by estimators
+    estimators  permutation sampling (antithetic and plain)
+    svarm       stratified SVARM
+    kernelshap  paired KernelSHAP
+    semivalues  Beta Shapley, Banzhaf, leave-one-out; sampled by weighted MSR
+    interactions  pairwise Shapley interaction index (redundant / complementary owners)
     payouts     turn values into exact currency amounts
 """

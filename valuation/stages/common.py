@@ -64,7 +64,7 @@ def training_config(config: dict):
     return TrainingConfig(**fields)
 
 
-def round_config(*, training: dict, seed: int, beta: float | None) -> dict:
+def round_config(*, training: dict, seed: int, beta: float | None, budget: int, target: float) -> dict:
     """Everything that determines the result, as JSON: training config (with seed), beta, versions."""
     from valuation.engine.dpo import TrainingConfig
 
@@ -78,7 +78,8 @@ def round_config(*, training: dict, seed: int, beta: float | None) -> dict:
     if beta is not None:
         overrides["beta"] = beta
     cfg = TrainingConfig(**overrides)
-    return {"training": dataclasses.asdict(cfg), "beta": cfg.beta, "seed": seed, "versions": _library_versions()}
+    return {"training": dataclasses.asdict(cfg), "beta": cfg.beta, "seed": seed, "budget": budget,
+            "target": target, "versions": _library_versions()}
 
 
 def _library_versions() -> dict:

@@ -15,6 +15,7 @@ from valuation.engine.shapley import (
     exact_shapley,
     exact_shapley_result,
     leave_one_out,
+    semivalue,
     shapley_weights,
 )
 
@@ -158,7 +159,9 @@ def test_linearity() -> None:
     rng = np.random.default_rng(3)
     v, w = rng.normal(size=(2, 1 << 8))
     np.testing.assert_allclose(
-        exact_shapley(2.5 * v - 0.75 * w), 2.5 * exact_shapley(v) - 0.75 * exact_shapley(w), rtol=0, atol=1e-12
+        exact_shapley(2.5 * v - 0.75 * w),
+        2.5 * exact_shapley(v) - 0.75 * exact_shapley(w),
+        rtol=0, atol=1e-12,
     )
 
 
@@ -225,3 +228,24 @@ def test_rejects_tables_that_are_not_2_to_the_n(bad: np.ndarray) -> None:
     for fn in (exact_shapley, exact_banzhaf, leave_one_out):
         with pytest.raises(ValueError):
             fn(bad)
+
+
+def strided_differences(v: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σ_{S∌i} w(|S|)(v(S∪i) − v(S)) as n strided subtractions (the textbook layout)."""
+    n = v.size.bit_length() - 1
+    sizes = np.bitwise_count(np.arange(v.size))
+    phi = np.empty(n)
+    for i in range(n):
+        pairs = v.reshape(-1, 2, 1 << i)
+        without = sizes.reshape(-1, 2, 1 << i)[:, 0, :]
+        phi[i] = np.sum((pairs[:, 1, :] - pairs[:, 0, :]) * weights[without])
+    return phi
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000, 1 << 20])
+def test_regrouped_semivalue_equals_strided_differences(chunk: int) -> None:
+    n = 13
+    v = np.random.default_rng(13).normal(-0.7, 0.05, size=1 << n)
+    for weights in (shapley_weights(n), np.full(n, 0.5 ** (n - 1)), np.linspace(1.0, 0.0, n) / 100):
+        got = semivalue(v, weights=weights, chunk=chunk)
+        np.testing.assert_allclose(got, strided_differences(v, weights), rtol=0, atol=1e-14)

@@ -96,7 +96,9 @@ def test_empty_coalition_is_the_base_model() -> None:
     D = np.random.default_rng(1).normal(size=(4, 50))
     for utility, empty in (("preference_accuracy", 0.5), ("bt_loglik", math.log(0.5))):
         for composition in COMPOSITIONS:
-            v = all_coalition_utilities(D, utility=utility, composition=composition, beta=0.3, sizes=[1, 2, 3, 4])
+            v = all_coalition_utilities(
+                D, utility=utility, composition=composition, beta=0.3, sizes=[1, 2, 3, 4]
+            )
             assert v[0] == pytest.approx(empty, abs=1e-15)
 
 
@@ -126,7 +128,8 @@ def test_chunked_and_threaded_paths_agree(utility: str, composition: str) -> Non
     for chunk_bytes, n_jobs in ((1, 1), (8 * 24 * 4, 2), (8 * 24 * 32, 3)):
         chunked = all_coalition_utilities(D, chunk_bytes=chunk_bytes, n_jobs=n_jobs, **kwargs)
         np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-13)
-    np.testing.assert_allclose(coalition_utility_fn(D, **kwargs)(all_members(9)), whole, rtol=0, atol=1e-12)
+    sampled = coalition_utility_fn(D, **kwargs)(all_members(9))
+    np.testing.assert_allclose(sampled, whole, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("composition", COMPOSITIONS)
@@ -149,9 +152,8 @@ def test_exact_cancellation_is_a_tie() -> None:
 
 def test_utility_from_margins_reference() -> None:
     margins = np.array([[0.0, 1.0, -1.0, 3.0], [-800.0, 800.0, 0.0, 0.0]])
-    np.testing.assert_allclose(
-        utility_from_margins(margins, utility="preference_accuracy", beta=1.0), [0.625, 0.5], rtol=0, atol=0
-    )
+    accuracy = utility_from_margins(margins, utility="preference_accuracy", beta=1.0)
+    np.testing.assert_array_equal(accuracy, [0.625, 0.5])
     bt = utility_from_margins(margins, utility="bt_loglik", beta=1.0)
     assert bt[1] == pytest.approx((-800.0 + 2 * math.log(0.5)) / 4, abs=1e-12)
 
@@ -203,7 +205,79 @@ def test_bad_shapes_are_refused() -> None:
         all_coalition_utilities(np.zeros((2, 0)), utility="bt_loglik", composition="sum", beta=1.0)
     with pytest.raises(ValueError, match=r"shape \(k, 2\)"):
         coalition_margins(D_TINY, np.ones((4, 3), bool), composition="sum")
+    utility_of = coalition_utility_fn(D_TINY, utility="bt_loglik", composition="sum", beta=1.0)
     with pytest.raises(ValueError, match="boolean"):
-        coalition_utility_fn(D_TINY, utility="bt_loglik", composition="sum", beta=1.0)(np.full((1, 2), 2))
+        utility_of(np.full((1, 2), 2))
     with pytest.raises(ValueError, match="sampled Shapley estimator"):
         all_coalition_utilities(np.zeros((25, 1)), utility="bt_loglik", composition="sum", beta=1.0)
+
+
+# --- the fast table: precision, ties, tiles ------------------------------------------------
+
+
+@pytest.mark.parametrize("composition", COMPOSITIONS)
+def test_float32_table_is_close_to_float64(composition: str) -> None:
+    rng = np.random.default_rng(8)
+    D, sizes = rng.normal(0.2, 3.0, size=(12, 300)), rng.integers(1, 500, 12)
+    kwargs = dict(utility="bt_loglik", composition=composition, beta=0.2, sizes=sizes)
+    exact = all_coalition_utilities(D, **kwargs)
+    fast = all_coalition_utilities(D, precision="float32", **kwargs)
+    np.testing.assert_allclose(fast, exact, rtol=0, atol=2e-6)
+    accuracy = dict(kwargs, utility="preference_accuracy")  # signs stay float64: identical
+    np.testing.assert_array_equal(all_coalition_utilities(D, precision="float32", **accuracy),
+                                  all_coalition_utilities(D, **accuracy))
+    with pytest.raises(ValueError, match="float64, float32"):
+        all_coalition_utilities(D, precision="float16", **kwargs)
+
+
+@pytest.mark.parametrize("composition", COMPOSITIONS)
+def test_exact_ties_are_found_in_every_block(composition: str) -> None:
+    # Zeros, exact negations and a duplicate make ties in some high rows but not others;
+    # the one-comparison path must only run where there are none.
+    rng = np.random.default_rng(6)
+    D = rng.integers(-3, 4, size=(10, 24)).astype(float)
+    D[3] = -D[7]
+    D[5] = D[2]
+    sizes = np.full(10, 4)  # equal sizes: `mean` margins are the `sum` ones over 4|S|, same signs
+    kwargs = dict(utility="preference_accuracy", composition=composition, beta=1.0, sizes=sizes)
+    # Integer scores make the `sum` margins exact, so this reference has exact ties.
+    naive = utility_from_margins(coalition_margins(D, all_members(10), composition="sum"),
+                                 utility="preference_accuracy", beta=1.0)
+    for chunk_bytes, tile_bytes in ((1 << 23, 1 << 20), (8 * 24 * 16, 8 * 24 * 4), (1, 1)):
+        table = all_coalition_utilities(D, chunk_bytes=chunk_bytes, tile_bytes=tile_bytes, **kwargs)
+        np.testing.assert_allclose(table, naive, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("utility", UTILITIES)
+def test_tiles_threads_and_precision_do_not_change_the_table(utility: str) -> None:
+    rng = np.random.default_rng(3)
+    D, sizes = rng.normal(size=(11, 50)), rng.integers(1, 9, 11)
+    kwargs = dict(utility=utility, composition="sum", beta=0.9, sizes=sizes)
+    whole = all_coalition_utilities(D, n_jobs=1, **kwargs)
+    for tile_bytes, n_jobs in ((1, 2), (4096, 3), (1 << 22, 2)):
+        tiled = all_coalition_utilities(D, tile_bytes=tile_bytes, n_jobs=n_jobs, **kwargs)
+        np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-13)
+
+
+def test_score_utility_is_a_set_function_with_a_fast_table() -> None:
+    rng = np.random.default_rng(12)
+    D, sizes = rng.normal(size=(7, 30)), rng.integers(1, 40, 7)
+    fn = coalition_utility_fn(D, utility="bt_loglik", composition="mean", beta=0.4, sizes=sizes)
+    assert fn.n == 7
+    table = fn.table()
+    np.testing.assert_allclose(fn(all_members(7)), table, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fn.table(precision="float32"), table, rtol=0, atol=1e-6)
+
+
+def test_bt_loglik_factorised_path_falls_back_per_block() -> None:
+    # One owner's margins alone overflow e^z in float32 (β·D ≈ 200) while others are tame:
+    # those blocks must take the exact path, the rest the fast one.
+    rng = np.random.default_rng(5)
+    D = rng.normal(size=(8, 20))
+    D[7] *= 400.0
+    for precision in ("float64", "float32"):
+        got = all_coalition_utilities(D, utility="bt_loglik", composition="sum", beta=0.5,
+                                      precision=precision, chunk_bytes=8 * 20 * 8)
+        naive = [naive_utility(D, m, utility="bt_loglik", composition="sum", beta=0.5,
+                               sizes=np.ones(8)) for m in range(1 << 8)]
+        np.testing.assert_allclose(got, naive, rtol=1e-6 if precision == "float32" else 1e-12, atol=1e-6)

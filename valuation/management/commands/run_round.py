@@ -23,6 +23,10 @@ class Command(BaseCommand):
         parser.add_argument("--composition", default=Composition.SUM, choices=Composition.values)
         parser.add_argument("--estimator", default=Estimator.AUTO, choices=Estimator.values)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--budget", type=int, default=None,
+                            help="utility evaluations for the Shapley estimator (default 2^20: exact up to 20 owners)")
+        parser.add_argument("--target", type=float, default=None,
+                            help="stop sampling once at most this share of the pool may be misallocated (0.01)")
         parser.add_argument("--currency", default="USD")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -55,7 +59,7 @@ class Command(BaseCommand):
         return services.round_create(
             name=opts["name"], pool=opts["pool"], eval_set=eval_set, base_model_dir=opts["base_model"],
             utility=opts["utility"], composition=opts["composition"], estimator=opts["estimator"],
-            seed=opts["seed"], currency=opts["currency"])
+            seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"])
 
 
 class _ProgressBars:
@@ -91,6 +95,10 @@ def round_summary(valuation_round) -> dict:
         "id": valuation_round.pk,
         "status": valuation_round.status,
         "estimator": valuation_round.estimator_used,
+        "n_evaluations": valuation_round.n_evaluations,
+        "stopped_because": valuation_round.stopped_because,
+        "misallocation_bound": valuation_round.misallocation_bound,
+        "ci95": {v.owner.name: [v.ci_low, v.ci_high] for v in values},
         "values": {v.owner.name: v.shapley for v in values},
         "payouts": {p.owner.name: str(p.amount.quantize(unit)) for p in payouts},
         "utilities": {"+".join(c["members"]) or "{}": c["value"]
