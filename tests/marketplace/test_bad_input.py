@@ -221,7 +221,9 @@ def test_the_api_and_web_report_the_first_100_of_all_errors(api_a, owner_a):
     assert_nothing_stored(owner_a)
 
 
-def test_cli_failure_exits_non_zero_with_the_reasons_on_stderr(owner_a, tmp_path, capsys):
+def test_cli_failure_exits_non_zero_with_the_reasons_on_stderr(owner_a, tmp_path, capsys, monkeypatch):
+    # run_from_argv closes every DB connection when it ends, which would end the test's transaction.
+    monkeypatch.setattr("django.db.connections.close_all", lambda: None)
     path = tmp_path / "p.jsonl"
     path.write_bytes(jsonl_bytes(with_row(GOOD, 2, chosen="")))
     with pytest.raises(SystemExit) as info:
