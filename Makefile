@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo serve bench clean
+.PHONY: install browser test test-postgres test-fast demo serve bench bench-dashboard clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,10 +14,28 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
-test: install  ## the whole suite, slow (real-training) tests included
-	$(PY) -m pytest $(PYTEST_ARGS)
+# tests/browser drive Debian's chromium through its matching chromedriver (no browser download of its
+# own). Installed here when missing and we are root; anywhere it cannot be, those tests skip and say why.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" != 0 ]; then echo "browser: not root, cannot install chromium chromium-driver; browser tests will skip"; \
+	else echo "browser: apt-get install chromium chromium-driver"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver >/dev/null) || echo "browser: apt-get failed; browser tests will skip"; fi
 
-test-fast: install  ## everything but the tests that train models
+test: install browser  ## the whole suite (slow real-training tests included), then the DB tests on PostgreSQL
+	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-postgres
+
+# The scale-out database: every fast test again on PostgreSQL when one answers (CI has it).
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+test-postgres: install
+	@if $(PY) -c "import psycopg; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
+	  echo "== the database tests again on PostgreSQL ($(POSTGRES_URL))"; \
+	  DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS); \
+	else echo "test-postgres: skipped, no PostgreSQL answers at $(POSTGRES_URL)"; fi
+
+test-fast: install browser  ## everything but the tests that train models
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: install  ## build the tiny model, load demo owners, run a round, serve on 127.0.0.1:8000
@@ -28,6 +46,9 @@ serve: install  ## web server + one Celery worker; Ctrl-C stops both
 
 bench: install
 	$(PY) bench/upload.py
+
+bench-dashboard: install  ## page latency with 1,000 owners x 50 rounds under 20 concurrent clients
+	$(PY) bench/dashboard_load.py
 
 clean:
 	rm -rf var/ .pytest_cache

@@ -2,9 +2,12 @@
 so views cannot forget to filter."""
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import defaultdict
+from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.http import Http404
 
 from .models import Contribution, DataOwner, EvalSet, PairFormat, PreferencePair
@@ -47,3 +50,89 @@ def eval_set_list() -> QuerySet[EvalSet]:
 
 def owner_list() -> QuerySet[DataOwner]:
     return DataOwner.objects.select_related("user")
+
+
+def owner_of(*, user) -> DataOwner | None:
+    """The user's owner profile, or None (staff accounts usually have none)."""
+    if not user.is_authenticated:
+        return None
+    return DataOwner.objects.filter(user=user).select_related("user").first()
+
+
+def owner_get(*, username: str) -> DataOwner:
+    owner = owner_list().filter(user__username=username).first()
+    if owner is None:
+        raise Http404("no such owner")
+    return owner
+
+
+# --- the staff overview: a fixed number of grouped queries, whatever the owners × rounds ---------------
+
+def overview_version() -> str:
+    """A digest of everything the overview shows, from four cheap queries: owners, uploads and payouts
+    only change by rows added or deleted (counts, last ids), rounds by their status and approval."""
+    from valuation.models import Payout, ValuationRound
+
+    parts = [DataOwner.objects.aggregate(n=Count("id"), last=Max("id")),
+             Contribution.objects.aggregate(n=Count("id"), last=Max("id")),
+             Payout.objects.aggregate(last=Max("id")),  # never deleted once a round is done; COUNT would scan
+             list(ValuationRound.objects.order_by("id").values_list("id", "status", "approved_at"))]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def overview_totals() -> dict:
+    from valuation.models import ValuationRound
+
+    uploads = Contribution.objects.aggregate(
+        accepted=Count("id", filter=Q(status=Contribution.Status.ACCEPTED)),
+        refused=Count("id", filter=Q(status=Contribution.Status.REFUSED)),
+        pairs=Sum("n_pairs", filter=Q(status=Contribution.Status.ACCEPTED)))
+    rounds = dict(ValuationRound.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    return {"owners": DataOwner.objects.count(), "accepted": uploads["accepted"], "refused": uploads["refused"],
+            "pairs": uploads["pairs"] or 0, "rounds": sum(rounds.values()), "rounds_by_status": rounds}
+
+
+def overview_rounds() -> list[dict]:
+    """Every round with what it paid (drafts included), for the rounds-over-time chart."""
+    from valuation.models import ValuationRound
+
+    rows = ValuationRound.objects.values("pk", "name", "created_at", "pool", "currency", "status", "decimals") \
+        .annotate(paid=Sum("payouts__amount")).order_by("created_at")
+    unit = lambda r: Decimal(1).scaleb(-r["decimals"])  # noqa: E731
+    return [{"id": r["pk"], "name": r["name"], "created": r["created_at"], "status": r["status"],
+             "currency": r["currency"], "pool": Decimal(r["pool"]).quantize(unit(r)),
+             "paid": Decimal(r["paid"] or 0).quantize(unit(r))} for r in rows]
+
+
+def main_currency(rounds: list[dict]) -> str:
+    """The currency most rounds pay in (the overview charts one currency; the table lists them all)."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in rounds:
+        counts[r["currency"]] += 1
+    return max(sorted(counts), key=counts.__getitem__) if counts else "USD"
+
+
+def overview_owners(*, rank_currency: str) -> list[dict]:
+    """Per owner: accepted pairs, accepted/refused uploads, rounds taken part in, and approved / pending
+    payouts per currency — four grouped queries merged here, so the count never grows with the data.
+    Ordered by what they were paid in `rank_currency` (approved + pending), then name."""
+    from valuation.models import Payout, RoundOwner
+
+    rows = {pk: {"id": pk, "owner": display or username, "username": username, "pairs": 0, "accepted": 0,
+                 "refused": 0, "rounds": 0, "paid": defaultdict(Decimal), "pending": defaultdict(Decimal)}
+            for pk, display, username in DataOwner.objects.values_list("pk", "display_name", "user__username")}
+    for owner_id, status, n, pairs in Contribution.objects.values_list("owner_id", "status").annotate(
+            n=Count("id"), pairs=Sum("n_pairs")):
+        rows[owner_id][status] = n
+        if status == Contribution.Status.ACCEPTED:
+            rows[owner_id]["pairs"] = pairs or 0
+    for owner_id, n in RoundOwner.objects.values_list("owner_id").annotate(n=Count("id")):
+        rows[owner_id]["rounds"] = n
+    for owner_id, status, currency, total in Payout.objects.values_list("owner_id", "status", "currency") \
+            .annotate(total=Sum("amount")):
+        key = "paid" if status == Payout.Status.APPROVED else "pending"
+        rows[owner_id][key][currency] += Decimal(total or 0).quantize(Decimal("0.01"))
+    for row in rows.values():  # plain dicts: a template lookup must not create keys
+        row["paid"], row["pending"] = dict(row["paid"]), dict(row["pending"])
+        row["rank"] = row["paid"].get(rank_currency, Decimal(0)) + row["pending"].get(rank_currency, Decimal(0))
+    return sorted(rows.values(), key=lambda row: (-row["rank"], row["owner"]))

@@ -15,4 +15,5 @@ urlpatterns = [
     path("contributions/<int:contribution_id>/download/", views.contribution_download, name="contribution-download"),
     path("contributions/<int:contribution_id>/delete/", views.contribution_delete, name="contribution-delete"),
     path("eval-sets/", views.eval_set_list, name="eval-sets"),
+    path("overview/", views.overview, name="overview"),
 ]

@@ -1,4 +1,7 @@
 """Server-rendered pages of the marketplace. Thin: a form, one service call, a template."""
+from decimal import Decimal
+from functools import cached_property
+
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
@@ -9,7 +12,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from . import charts, selectors, services
 from .forms import EvalSetForm, SignupForm, UploadForm
 from .parsing import UploadRefused
 
@@ -107,3 +110,59 @@ def eval_set_list(request):
     return render(request, "marketplace/eval_set_list.html",
                   {"form": form, "eval_sets": selectors.eval_set_list(), "refusal": refusal},
                   status=400 if refusal else 200)
+
+
+class Overview:
+    """The overview's numbers and charts, computed only when the template asks: the page is cached
+    fragments keyed by `selectors.overview_version()`, so a warm page asks for none of this."""
+
+    def __init__(self, page: str | None):
+        self.page_number = page
+
+    @cached_property
+    def rounds(self) -> list[dict]:
+        return selectors.overview_rounds()
+
+    @cached_property
+    def currency(self) -> str:
+        return selectors.main_currency(self.rounds)
+
+    @cached_property
+    def owners(self) -> list[dict]:
+        return selectors.overview_owners(rank_currency=self.currency)
+
+    @cached_property
+    def totals(self) -> dict:
+        return selectors.overview_totals()
+
+    @cached_property
+    def page(self):
+        return Paginator(self.owners, 50).get_page(self.page_number)
+
+    @cached_property
+    def latest_rounds(self) -> list[dict]:
+        return list(reversed(self.rounds))[:20]
+
+    @cached_property
+    def other_currencies(self) -> list[str]:
+        return sorted({r["currency"] for r in self.rounds} - {self.currency})
+
+    @cached_property
+    def rounds_chart(self):
+        in_currency = [r for r in self.rounds if r["currency"] == self.currency]
+        return charts.rounds_over_time(in_currency, currency=self.currency) if in_currency else None
+
+    @cached_property
+    def paid_chart(self):
+        zero = Decimal(0)
+        per_owner = [{"owner": o["owner"], "paid": o["paid"].get(self.currency, zero),
+                      "pending": o["pending"].get(self.currency, zero)} for o in self.owners if o["rank"]]
+        return charts.paid_per_owner(per_owner, currency=self.currency) if per_owner else None
+
+
+@staff_member_required
+def overview(request):
+    """Owners, pairs, uploads, rounds over time and what each owner was paid, across the marketplace."""
+    page = request.GET.get("page", "1")
+    return render(request, "marketplace/overview.html", {
+        "o": Overview(page), "version": selectors.overview_version(), "page_key": page if page.isdigit() else "1"})

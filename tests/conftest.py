@@ -12,6 +12,14 @@ from marketplace.services import owner_create
 PASSWORD = "correct-horse-battery"
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Pages cache fragments (keyed by content); a test must not see another test's."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def owner_a(db):
     return owner_create(username="owner_a", password=PASSWORD)

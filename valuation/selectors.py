@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import numpy as np
+from django.core.cache import cache
 from django.db.models import QuerySet, Sum
 from django.http import Http404
 
@@ -78,3 +80,125 @@ def owner_payouts(*, user) -> QuerySet[Payout]:
 
 def owner_values(*, user) -> dict[int, OwnerValue]:
     return {v.round_id: v for v in OwnerValue.objects.filter(owner__user=user)}
+
+
+# --- dashboards: plain data for valuation/charts.py and the pages' tables ---------------------------
+
+def money(amount, decimals: int) -> Decimal:
+    """An amount in the currency's minor unit, as paid (the column keeps 4 places for any currency)."""
+    return Decimal(amount).quantize(Decimal(1).scaleb(-decimals))
+
+
+def round_stages(*, valuation_round: ValuationRound) -> list[dict]:
+    """One row per stage: progress (done/total, percent) and time spent, in pipeline order."""
+    rows = []
+    for stage in ValuationRound.STAGES:
+        p = valuation_round.progress.get(stage) or {"done": 0, "total": 0}
+        done, total = int(p.get("done", 0)), int(p.get("total", 0))
+        rows.append({"stage": stage, "done": done, "total": total,
+                     "percent": round(100 * done / total) if total else 0,
+                     "seconds": valuation_round.timings.get(stage)})
+    return rows
+
+
+def value_rows(values) -> list[dict]:
+    return [{"owner": v.owner.name, "value": v.shapley, "ci_low": v.ci_low, "ci_high": v.ci_high,
+             "exact": not v.stderr} for v in values]
+
+
+def payout_rows(payouts, *, decimals: int) -> list[dict]:
+    return [{"owner": p.owner.name, "amount": money(p.amount, decimals), "share": p.share} for p in payouts]
+
+
+def round_coalition_data(*, valuation_round: ValuationRound, names: dict[int, str]) -> dict | None:
+    """Every coalition (n ≤ 12, from the table rows), else quantile bands per size from the .npy artifact."""
+    if len(names) <= 12:
+        rows = valuation_round.coalition_utilities.values_list("mask", "size", "value")
+        points = [{"mask": mask, "size": size, "value": value,
+                   "members": [names[i] for i in sorted(names) if mask >> i & 1]} for mask, size, value in rows]
+        return {"kind": "points", "points": points} if points else None
+    if not (valuation_round.utilities_path and valuation_round.utilities_hash):
+        return None
+    # The table is content-addressed: its hash is a cache key that can never go stale.
+    bands = cache.get_or_set(f"coalition-bands:{valuation_round.utilities_hash}",
+                             lambda: _coalition_bands(valuation_round.utilities_path), timeout=None)
+    return {"kind": "bands", "bands": bands} if bands else None
+
+
+def _coalition_bands(path: str) -> dict | None:
+    try:
+        v = np.load(path, mmap_mode="r")
+    except OSError:
+        return None
+    sizes = np.bitwise_count(np.arange(len(v), dtype=np.uint64))
+    out: dict[str, list] = {k: [] for k in ("size", "count", "min", "q05", "q25", "median", "q75", "q95", "max")}
+    for k in range(int(sizes.max()) + 1):
+        at_k = np.asarray(v[sizes == k], dtype=np.float64)
+        q = np.quantile(at_k, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
+        out["size"].append(k)
+        out["count"].append(int(at_k.size))
+        for key, value in zip(("min", "q05", "q25", "median", "q75", "q95", "max"), q):
+            out[key].append(float(value))
+    return out
+
+
+def round_interactions(*, valuation_round: ValuationRound, names: dict[int, str]) -> dict | None:
+    matrix = valuation_round.interactions or []
+    if not matrix or len(matrix) != len(names):
+        return None
+    ordered = [names[i] for i in sorted(names)]
+    return {"names": ordered, "matrix": matrix,
+            "rows": [{"owner": name, "cells": row} for name, row in zip(ordered, matrix)]}
+
+
+def round_signature(*, valuation_round: ValuationRound, names: dict[int, str]) -> dict | None:
+    """The first two objectives' value vectors ({objective: [φ by participant index]}), when the round has them."""
+    per_objective = getattr(valuation_round, "objective_values", None) or valuation_round.config.get(
+        "objective_values") or {}
+    usable = [(k, vec) for k, vec in per_objective.items() if len(vec) == len(names)]
+    if len(usable) < 2:
+        return None
+    (x_objective, x), (y_objective, y) = usable[:2]
+    ordered = [names[i] for i in sorted(names)]
+    return {"names": ordered, "x_values": x, "y_values": y, "x_objective": x_objective, "y_objective": y_objective,
+            "rows": [{"owner": name, "x": a, "y": b} for name, a, b in zip(ordered, x, y)]}
+
+
+def round_fidelity(*, valuation_round: ValuationRound) -> dict | None:
+    """{"metric", "rows": [{"label", "trained", "composed"}], "summary": {name: number}, "note"}, when present."""
+    report = getattr(valuation_round, "fidelity", None) or valuation_round.config.get("fidelity")
+    return report if report and report.get("rows") else None
+
+
+def owner_round_history(*, user) -> list[dict]:
+    """Every round the user's data took part in, oldest first, with their value and payout: three
+    narrow queries (never a round's large JSON columns), whatever the number of rounds."""
+    labels = dict(ValuationRound.Status.choices)
+    parts = RoundOwner.objects.filter(owner__user=user).order_by("round__created_at", "round_id").values_list(
+        "round_id", "round__name", "round__created_at", "round__status", "round__currency", "round__decimals")
+    values = {row[0]: row[1:] for row in OwnerValue.objects.filter(owner__user=user).values_list(
+        "round_id", "shapley", "stderr", "ci_low", "ci_high")}
+    payouts = {row[0]: row[1:] for row in Payout.objects.filter(owner__user=user).values_list(
+        "round_id", "share", "amount", "status")}
+    rows = []
+    for round_id, name, created, status, currency, decimals in parts:
+        shapley, stderr, ci_low, ci_high = values.get(round_id, (None, None, None, None))
+        share, amount, payout_status = payouts.get(round_id, (None, None, ""))
+        rows.append({"round_id": round_id, "round": name, "created": created, "status": status,
+                     "status_label": labels.get(status, status), "currency": currency, "value": shapley,
+                     "ci_low": ci_low, "ci_high": ci_high, "exact": shapley is not None and not stderr,
+                     "share": share, "amount": None if amount is None else money(amount, decimals),
+                     "payout_status": payout_status})
+    return rows
+
+
+def round_statement(*, valuation_round: ValuationRound, owner) -> dict:
+    """One owner's statement for one round: the round's config, their value, CI, share, amount, and the
+    round totals. Nothing about any other owner."""
+    if not valuation_round.participants.filter(owner=owner).exists():
+        raise Http404("this owner did not take part in the round")
+    value = valuation_round.values.filter(owner=owner).first()
+    payout = valuation_round.payouts.filter(owner=owner).first()
+    return {"round": valuation_round, "owner": owner, "value": value, "payout": payout,
+            "amount": money(payout.amount, valuation_round.decimals) if payout else None,
+            "totals": round_payout_totals(valuation_round=valuation_round)}

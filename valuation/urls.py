@@ -10,5 +10,7 @@ urlpatterns = [
     path("<int:round_id>/", views.round_detail, name="round-detail"),
     path("<int:round_id>/approve/", views.round_approve, name="round-approve"),
     path("<int:round_id>/payouts.csv", views.round_payouts_csv, name="round-payouts-csv"),
+    path("<int:round_id>/statement/", views.round_statement, name="round-statement"),
+    path("<int:round_id>/statement.csv", views.round_statement_csv, name="round-statement-csv"),
     path("my-payouts/", views.my_payouts, name="my-payouts"),
 ]

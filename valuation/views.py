@@ -1,17 +1,28 @@
-"""Server-rendered pages of valuation rounds. Thin: one service or selector call each."""
-import csv
+"""Server-rendered pages of valuation rounds. Thin: selectors read, charts.py draws, templates embed."""
+import hashlib
+from functools import cached_property, partial
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from config.csv_export import csv_response
+from marketplace import selectors as marketplace_selectors
+
+from . import charts, selectors, services
 from .forms import RoundForm
+from .models import ValuationRound
+
+COALITION_TABLE_ROWS = 64  # the chart shows every coalition; the table the first ones by mask
+OWNER_ROWS_PER_PAGE = 100  # a 1,000-owner round's table in pages; the CSV export has everyone
 
 
 @staff_member_required
@@ -39,18 +50,126 @@ def round_new(request):
     return render(request, "valuation/round_new.html", {"form": form}, status=400 if form.errors else 200)
 
 
+class RoundResults:
+    """What the results part of a round page shows, computed only when the template asks: a done
+    round's results never change (approval aside), so that part is a cached fragment that asks for none."""
+
+    def __init__(self, valuation_round: ValuationRound, page: str | None = None):
+        self.round = valuation_round
+        self.page_number = page
+
+    @cached_property
+    def participants(self):
+        return list(selectors.round_participants(valuation_round=self.round))
+
+    @cached_property
+    def names(self) -> dict[int, str]:
+        return {p.index: p.owner.name for p in self.participants}
+
+    @cached_property
+    def values(self):
+        return list(selectors.round_values(valuation_round=self.round))
+
+    @cached_property
+    def payouts(self):
+        return list(selectors.round_payouts(valuation_round=self.round))
+
+    @cached_property
+    def rows(self) -> list[dict]:
+        """One table row per owner: participation, value and payout; highest value first once valued."""
+        values = {v.owner_id: v for v in self.values}
+        payouts = {p.owner_id: p for p in self.payouts}
+        base = reverse("valuation:round-statement", args=[self.round.pk])
+        rows = [{"participant": p, "value": values.get(p.owner_id), "payout": payouts.get(p.owner_id),
+                 "statement_url": f"{base}?{urlencode({'owner': p.owner.user.username})}"} for p in self.participants]
+        return sorted(rows, key=lambda row: -row["value"].shapley if row["value"] else 0.0)
+
+    @cached_property
+    def rows_page(self):
+        return Paginator(self.rows, OWNER_ROWS_PER_PAGE).get_page(self.page_number)
+
+    @cached_property
+    def values_chart(self):
+        return charts.values_bar(selectors.value_rows(self.values)) if self.values else None
+
+    @cached_property
+    def any_interval(self) -> bool:
+        return any(v.stderr for v in self.values)
+
+    @cached_property
+    def payouts_chart(self):
+        rows = selectors.payout_rows(self.payouts, decimals=self.round.decimals)
+        return charts.payouts_bar(rows, currency=self.round.currency) if rows else None
+
+    @cached_property
+    def coalitions(self):
+        return selectors.round_coalition_data(valuation_round=self.round, names=self.names)
+
+    @cached_property
+    def coalition_chart(self):
+        return charts.coalition_chart(self.coalitions) if self.coalitions else None
+
+    @cached_property
+    def coalition_rows(self):
+        return self.coalitions["points"][:COALITION_TABLE_ROWS] if self.coalitions and \
+            self.coalitions["kind"] == "points" else []
+
+    @cached_property
+    def band_rows(self):
+        if not self.coalitions or self.coalitions["kind"] != "bands":
+            return []
+        b = self.coalitions["bands"]
+        return [dict(zip(b, row)) for row in zip(*b.values())]
+
+    @cached_property
+    def interactions(self):
+        return selectors.round_interactions(valuation_round=self.round, names=self.names)
+
+    @cached_property
+    def interactions_chart(self):
+        i = self.interactions
+        return charts.interaction_heatmap(i["names"], i["matrix"]) if i else None
+
+    @cached_property
+    def signature(self):
+        return selectors.round_signature(valuation_round=self.round, names=self.names)
+
+    @cached_property
+    def signature_chart(self):
+        s = self.signature
+        return charts.signature_scatter(s["names"], s["x_values"], s["y_values"], x_objective=s["x_objective"],
+                                        y_objective=s["y_objective"]) if s else None
+
+    @cached_property
+    def fidelity(self):
+        return selectors.round_fidelity(valuation_round=self.round)
+
+    @cached_property
+    def fidelity_chart(self):
+        return charts.fidelity_scatter(self.fidelity) if self.fidelity else None
+
+
+def _results_cache_key(valuation_round: ValuationRound) -> str | None:
+    if valuation_round.status != ValuationRound.Status.DONE:
+        return None
+    approved = valuation_round.approved_at.timestamp() if valuation_round.approved_at else 0
+    return f"{valuation_round.pk}:{valuation_round.created_at.timestamp()}:{approved}"
+
+
 @staff_member_required
 def round_detail(request, round_id: int):
     valuation_round = selectors.round_get(round_id=round_id)
-    context = {
+    page = request.GET.get("page", "1")
+    page = page if page.isdigit() else "1"
+    return render(request, "valuation/round_detail.html", {
         "round": valuation_round,
-        "participants": selectors.round_participants(valuation_round=valuation_round),
-        "values": selectors.round_values(valuation_round=valuation_round),
-        "payouts": selectors.round_payouts(valuation_round=valuation_round),
+        "stages": selectors.round_stages(valuation_round=valuation_round),
+        "status_labels": dict(ValuationRound.Status.choices),
         "totals": selectors.round_payout_totals(valuation_round=valuation_round),
-        "coalitions": selectors.round_coalitions(valuation_round=valuation_round)[:64],
-    }
-    return render(request, "valuation/round_detail.html", context)
+        "results": RoundResults(valuation_round, page=page),
+        "results_cache_key": _results_cache_key(valuation_round),
+        "page_key": page,
+    })
 
 
 @staff_member_required
@@ -69,21 +188,79 @@ def round_approve(request, round_id: int):
 @staff_member_required
 def round_payouts_csv(request, round_id: int):
     valuation_round = selectors.round_get(round_id=round_id)
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="round-{valuation_round.pk}-payouts.csv"'
-    writer = csv.writer(response)
-    writer.writerow(["round", "owner", "shapley", "share", "amount", "currency", "status"])
     values = {v.owner_id: v for v in selectors.round_values(valuation_round=valuation_round)}
-    for payout in selectors.round_payouts(valuation_round=valuation_round):
-        value = values.get(payout.owner_id)
-        writer.writerow([valuation_round.name, payout.owner.name, f"{value.shapley:.6f}" if value else "",
-                         payout.share, payout.amount, payout.currency, payout.status])
-    return response
+    rows = ([valuation_round.name, p.owner.name, round(values[p.owner_id].shapley, 6) if p.owner_id in values else None,
+             p.share, selectors.money(p.amount, valuation_round.decimals), p.currency, p.status]
+            for p in selectors.round_payouts(valuation_round=valuation_round))
+    return csv_response(filename=f"round-{valuation_round.pk}-payouts.csv",
+                        header=["round", "owner", "shapley", "share", "amount", "currency", "status"], rows=rows)
+
+
+def _round_urls(name: str, round_ids) -> dict[int, str]:
+    """reverse() once and fill in each round id: a 50-row table would otherwise reverse 50 times."""
+    pattern = reverse(name, args=[987654321])
+    return {rid: pattern.replace("987654321", str(rid)) for rid in round_ids}
 
 
 @login_required
 def my_payouts(request):
+    history = selectors.owner_round_history(user=request.user)
+    ids = [r["round_id"] for r in history]
+    html_urls, csv_urls = _round_urls("valuation:round-statement", ids), _round_urls("valuation:round-statement-csv", ids)
+    for r in history:
+        r["statement_url"], r["statement_csv_url"] = html_urls[r["round_id"]], csv_urls[r["round_id"]]
+    plotted = [r for r in history if r["value"] is not None or r["amount"] is not None]
+    currency = plotted[-1]["currency"] if plotted else "USD"
     return render(request, "valuation/my_payouts.html", {
-        "payouts": selectors.owner_payouts(user=request.user),
-        "values": selectors.owner_values(user=request.user),
+        "history": list(reversed(history)),  # newest first in the table
+        # The chart and table are a cached fragment keyed by their own content: never stale, drawn once.
+        "history_key": hashlib.sha256(repr((request.user.pk, history)).encode()).hexdigest(),
+        "has_chart": bool(plotted),
+        "chart": partial(charts.owner_history, [r for r in plotted if r["currency"] == currency], currency=currency)
+        if plotted else None,
     })
+
+
+def _statement_owner(request, valuation_round: ValuationRound):
+    """Whose statement: staff may name any owner (?owner=username); an owner gets only their own."""
+    requested = request.GET.get("owner", "").strip()
+    mine = marketplace_selectors.owner_of(user=request.user)
+    if requested and request.user.is_staff:
+        return marketplace_selectors.owner_get(username=requested)
+    if requested and (mine is None or mine.user.username != requested):
+        raise Http404("no such statement")
+    return mine
+
+
+@login_required
+def round_statement(request, round_id: int):
+    valuation_round = selectors.round_get_for(user=request.user, round_id=round_id)
+    owner = _statement_owner(request, valuation_round)
+    if owner is None:  # staff who own no data and named nobody: pick an owner
+        return render(request, "valuation/statement_choose.html", {
+            "round": valuation_round, "participants": selectors.round_participants(valuation_round=valuation_round)})
+    statement = selectors.round_statement(valuation_round=valuation_round, owner=owner)
+    return render(request, "valuation/statement.html", {"s": statement, "round": valuation_round})
+
+
+STATEMENT_COLUMNS = ["round", "owner", "round_status", "utility", "composition", "estimator", "beta", "seed",
+                     "eval_set", "base_model_hash", "owners_in_round", "pool", "paid_in_round", "currency",
+                     "my_shapley", "my_ci_low", "my_ci_high", "exact", "my_share", "my_amount", "payout_status",
+                     "approved_at"]
+
+
+@login_required
+def round_statement_csv(request, round_id: int):
+    valuation_round = selectors.round_get_for(user=request.user, round_id=round_id)
+    owner = _statement_owner(request, valuation_round)
+    if owner is None:
+        raise Http404("name an owner: ?owner=username")
+    s = selectors.round_statement(valuation_round=valuation_round, owner=owner)
+    r, v, p, totals = valuation_round, s["value"], s["payout"], s["totals"]
+    row = [r.name, owner.name, r.status, r.utility, r.composition, r.estimator_used or r.estimator,
+           r.config.get("beta"), r.seed, r.eval_set.name, r.base_model_hash, totals["n_owners"], totals["pool"],
+           totals["paid"], r.currency, v.shapley if v else None, v.ci_low if v else None, v.ci_high if v else None,
+           (not v.stderr) if v else None, p.share if p else None, s["amount"], p.status if p else None,
+           p.approved_at.isoformat() if p and p.approved_at else None]
+    return csv_response(filename=f"round-{r.pk}-statement-{owner.user.username}.csv",
+                        header=STATEMENT_COLUMNS, rows=[row])

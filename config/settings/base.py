@@ -3,6 +3,7 @@
 The embedded default needs no server: SQLite under var/, artifacts under var/.
 Scale-out sets DATABASE_URL / CELERY_BROKER_URL; see docs/deployment.md.
 """
+from importlib.util import find_spec
 from pathlib import Path
 
 import environ
@@ -30,12 +31,15 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / ReDoc assets served locally: /api/docs/ works offline
     "marketplace",
     "valuation",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app process itself (runserver --noreload, the Docker image): no CDN, DEBUG off.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -90,8 +94,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# plotly.min.js comes from the installed plotly package (the version the charts were built with), so
+# the dashboards need no CDN: /static/plotly/plotly.min.js.
+PLOTLY_JS_DIR = Path(find_spec("plotly").submodule_search_locations[0]) / "package_data"
+STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", PLOTLY_JS_DIR)]
+STATIC_ROOT = VAR_DIR / "staticfiles"  # `collectstatic` target for a front server; may stay empty
+STATIC_ROOT.mkdir(exist_ok=True)
+# Serve straight from the finders: no collectstatic step in `make demo` or the image.
+WHITENOISE_USE_FINDERS = True
 
 # --- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -110,6 +120,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Upload DPO preference pairs, run Shapley valuation rounds, pay owners.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Uploads ------------------------------------------------------------------

@@ -141,6 +141,15 @@ WEB_GET = [
     ("round-payouts-csv", "/rounds/{round}/payouts.csv", STAFF_ONLY_PAGE),
     ("my-payouts", "/rounds/my-payouts/", {"anon": LOGIN, "a": 200, "b": 200, "staff": 200}),
     ("admin", "/admin/", STAFF_ONLY_PAGE),
+    ("overview", "/overview/", STAFF_ONLY_PAGE),
+    # Statements: an owner gets their own (naming anyone else is a 404); staff pick any owner.
+    ("statement", "/rounds/{round}/statement/", {"anon": LOGIN, "a": 200, "b": 200, "staff": 200}),
+    ("statement-csv", "/rounds/{round}/statement.csv", {"anon": LOGIN, "a": 200, "b": 200, "staff": 404}),
+    ("statement-of-a", "/rounds/{round}/statement/?owner=owner_a", OWN_PAGE),
+    ("statement-csv-of-a", "/rounds/{round}/statement.csv?owner=owner_a", OWN_PAGE),
+    ("a-round-statement", "/rounds/{a_round}/statement/", OWN_PAGE),
+    ("a-round-statement-csv", "/rounds/{a_round}/statement.csv", {"anon": LOGIN, "a": 200, "b": 404,
+                                                                   "staff": 404}),
 ]
 API_GET = [
     ("schema", "/api/schema/", dict.fromkeys(ROLES, 200)),
@@ -336,6 +345,15 @@ def test_my_payouts_page_shows_only_my_payout(world, web):
     a_page, b_page = body_of(web("a").get("/rounds/my-payouts/")), body_of(web("b").get("/rounds/my-payouts/"))
     assert "round-one" in a_page and "31.42 USD" in a_page and "0.31416" in a_page
     assert "round-one" in b_page and "68.58 USD" in b_page
+
+
+def test_statements_show_only_the_owners_own_row(world, web):
+    a_page = body_of(web("a").get(f"/rounds/{world.round.pk}/statement/"))
+    assert "0.314159" in a_page and "31.42 USD" in a_page and "100.00 USD" in a_page  # mine, and the totals
+    b_csv = body_of(web("b").get(f"/rounds/{world.round.pk}/statement.csv")).splitlines()
+    assert len(b_csv) == 2 and b_csv[1].startswith("round-one,owner_b,") and "68.58" in b_csv[1]
+    staff_of_b = body_of(web("staff").get(f"/rounds/{world.round.pk}/statement/?owner=owner_b"))
+    assert "68.58 USD" in staff_of_b and "owner_a" not in staff_of_b
 
 
 def test_staff_see_every_owner_in_round_pages(world, web):
