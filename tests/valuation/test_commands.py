@@ -37,7 +37,7 @@ def test_run_round_json_then_export(tiny_base_model, settings, tmp_path):
     out = io.StringIO()
     call_command("export_payouts", "cli", "--format", "csv", stdout=out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert [(r["owner"], r["amount"]) for r in rows] == [("clean", "10.0000"), ("adversary", "0.0000")]
+    assert [(r["owner"], r["amount"]) for r in rows] == [("clean", "10.00"), ("adversary", "0.00")]
     out = io.StringIO()
     call_command("export_payouts", str(ValuationRound.objects.get().pk), "--format", "json", stdout=out)
     assert sum(Decimal(r["amount"]) for r in json.loads(out.getvalue())) == Decimal("10")

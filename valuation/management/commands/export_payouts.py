@@ -1,10 +1,11 @@
 """Export a round's payouts as CSV or JSON (stdout)."""
 import csv
 import json
-import sys
+from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
+from config.csv_export import safe_cell
 from valuation import selectors
 from valuation.models import ValuationRound
 
@@ -24,12 +25,14 @@ class Command(BaseCommand):
         if valuation_round.status != ValuationRound.Status.DONE:
             raise CommandError(f"round '{valuation_round.name}' is {valuation_round.status}; nothing to export")
         values = {v.owner_id: v.shapley for v in selectors.round_values(valuation_round=valuation_round)}
+        unit = Decimal(1).scaleb(-valuation_round.decimals)
         rows = [{"round": valuation_round.name, "owner": p.owner.name, "shapley": values.get(p.owner_id),
-                 "share": str(p.share), "amount": str(p.amount), "currency": p.currency, "status": p.status}
+                 "share": str(p.share), "amount": str(p.amount.quantize(unit)), "currency": p.currency,
+                 "status": p.status}
                 for p in selectors.round_payouts(valuation_round=valuation_round)]
         if format == "json":
             self.stdout.write(json.dumps(rows, indent=2))
             return
         writer = csv.DictWriter(self.stdout, fieldnames=list(rows[0]) if rows else ["round"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: safe_cell(value) for key, value in row.items()} for row in rows)
