@@ -105,6 +105,11 @@ class UploadRefused(Exception):
         more = f" (and {self.n_errors - 5} more)" if self.n_errors > 5 else ""
         super().__init__(f"upload refused, {self.n_errors} problem(s): {shown}{more}")
 
+    def as_text(self, source) -> str:
+        """For the CLI: one line per reason, under a header naming the file."""
+        lines = [f"{source}: refused, nothing stored ({self.n_errors} problem(s)):"]
+        return "\n".join(lines + [f"  {e}" for e in self.errors])
+
     def as_dict(self) -> dict:
         return {
             "detail": "The file was refused; nothing was stored. Fix the rows below and upload it again.",

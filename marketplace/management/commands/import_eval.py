@@ -22,9 +22,7 @@ class Command(BaseCommand):
             with file.open("rb") as fh:
                 eval_set = eval_set_create(name=name, file=fh, filename=file.name)
         except UploadRefused as exc:
-            lines = [f"{file}: refused, nothing stored ({exc.n_errors} problem(s)):"]
-            lines += [f"  {e}" for e in exc.errors]
-            raise CommandError("\n".join(lines))
+            raise CommandError(exc.as_text(file))
         except ValidationError as exc:  # e.g. a name that is not a slug
             raise CommandError("; ".join(exc.messages))
         self.stdout.write(self.style.SUCCESS(f"eval set '{eval_set.name}': {eval_set.n_pairs} pairs"))

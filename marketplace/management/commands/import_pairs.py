@@ -26,9 +26,7 @@ class Command(BaseCommand):
             with file.open("rb") as fh:
                 contribution = contribution_create(owner=data_owner, file=fh, filename=file.name)
         except UploadRefused as exc:
-            lines = [f"{file}: refused, nothing stored ({exc.n_errors} problem(s)):"]
-            lines += [f"  {e}" for e in exc.errors]
-            raise CommandError("\n".join(lines))
+            raise CommandError(exc.as_text(file))
         verb = "created owner and imported" if created else "imported"
         self.stdout.write(self.style.SUCCESS(
             f"{verb} {contribution.n_pairs} pairs for '{data_owner}' (contribution {contribution.pk})"))
