@@ -2,6 +2,7 @@
 from decimal import Decimal
 
 from django.db import transaction
+from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -11,8 +12,8 @@ from rest_framework.views import APIView
 
 from marketplace.models import EvalSet
 
-from . import selectors, services
-from .models import Composition, Estimator, OwnerValue, Payout, Utility, ValuationRound
+from . import fidelity, selectors, services
+from .models import Composition, Estimator, FidelityReport, OwnerValue, Payout, Utility, ValuationRound
 
 
 class RoundOutputSerializer(serializers.ModelSerializer):
@@ -136,3 +137,56 @@ class RoundApproveApi(APIView):
         valuation_round = selectors.round_get(round_id=round_id)
         count = services.payout_approve(valuation_round=valuation_round, approved_by=request.user)
         return Response({"round": valuation_round.pk, "approved": count})
+
+
+class FidelityReportOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FidelityReport
+        fields = ["id", "round", "status", "mode", "n_coalitions", "seed", "exhaustive", "progress", "error",
+                  "trainings", "headline", "correlations", "shapley", "coalitions", "created_at", "started_at",
+                  "finished_at"]
+
+
+# An owner sees how far the round's numbers can be trusted, not other owners' values or coalitions.
+OWNER_FIDELITY_FIELDS = ("id", "round", "status", "mode", "n_coalitions", "exhaustive", "correlations",
+                         "finished_at")
+
+
+class RoundVerifyApi(APIView):
+    """Staff: queue a fidelity check of a finished round (coalition models trained for real)."""
+
+    permission_classes = [IsAdminUser]
+
+    class InputSerializer(serializers.Serializer):
+        mode = serializers.ChoiceField(choices=FidelityReport.Mode.choices, default=FidelityReport.Mode.BOTH)
+        coalitions = serializers.IntegerField(min_value=1, required=False,
+                                              help_text="coalitions to compare (default 32: all up to 5 owners)")
+        seed = serializers.IntegerField(min_value=0, default=0, help_text="seed of the stratified coalition sample")
+
+    @extend_schema(request=InputSerializer, responses={202: FidelityReportOutputSerializer})
+    def post(self, request, round_id: int):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        valuation_round = selectors.round_get(round_id=round_id)
+        with transaction.atomic():
+            report = fidelity.fidelity_request(valuation_round=valuation_round, mode=data["mode"],
+                                               coalitions=data.get("coalitions"), seed=data["seed"],
+                                               requested_by=request.user)
+        return Response(FidelityReportOutputSerializer(report).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RoundFidelityApi(APIView):
+    """The round's latest fidelity check (staff: in full; a participating owner: the correlations)."""
+
+    @extend_schema(responses=FidelityReportOutputSerializer)
+    def get(self, request, round_id: int):
+        valuation_round = selectors.round_get_for(user=request.user, round_id=round_id)
+        reports = valuation_round.fidelity_reports.order_by("-created_at", "-id")
+        report = reports.first() if request.user.is_staff else reports.filter(status="done").first()
+        if report is None:
+            raise Http404("this round has no fidelity check yet")
+        data = FidelityReportOutputSerializer(report).data
+        if not request.user.is_staff:
+            data = {k: data[k] for k in OWNER_FIDELITY_FIELDS}
+        return Response(data)

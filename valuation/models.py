@@ -97,6 +97,12 @@ class ValuationRound(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
+    @property
+    def fidelity(self) -> dict | None:
+        """The latest finished fidelity check, as the round page shows it (FidelityReport.page_data)."""
+        report = self.fidelity_reports.filter(status="done").order_by("-finished_at", "-id").first()
+        return report.page_data() if report else None
+
 
 class OwnerModel(models.Model):
     """A trained DPO model, reusable by every round with the same cache key."""
@@ -209,3 +215,73 @@ class Payout(models.Model):
         if self.status == self.Status.APPROVED:
             raise ValidationError("approved payouts are immutable")
         return super().delete(*args, **kwargs)
+
+
+class FidelityReport(models.Model):
+    """A check of a round's language-model arithmetic against coalition models trained for real
+    (engine/fidelity.py): per coalition both utilities, and correlations and Shapley values per
+    utility × composition × trained mode. Requested by an admin; runs in the background."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "training coalition models"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    class Mode(models.TextChoices):
+        SEQUENTIAL = "sequential", "sequential DPO (what sum approximates)"
+        POOLED = "pooled", "pooled DPO (what mean approximates)"
+        BOTH = "both", "both"
+
+    round = models.ForeignKey(ValuationRound, on_delete=models.CASCADE, related_name="fidelity_reports")
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.BOTH)
+    n_coalitions = models.PositiveIntegerField()  # coalitions compared, ∅ and singletons included
+    seed = models.PositiveIntegerField(default=0)  # of the stratified coalition sample
+    exhaustive = models.BooleanField(default=False)  # every coalition trained: trained Shapley values are exact
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.JSONField(default=dict, blank=True)  # {"done": k, "total": m} models trained or scored
+    error = models.TextField(blank=True)
+    # {"trained": fine-tunes run, "reused": models found on disk, "seconds": training time, "total_seconds"}
+    trainings = models.JSONField(default=dict, blank=True)
+    # [{"mask", "size", "members", "arithmetic": {comp: {utility: v}}, "trained": {mode: {utility: v}},
+    #   "models": {mode: model hash}}]
+    coalitions = models.JSONField(default=list, blank=True)
+    # [{"utility", "composition", "mode", "matching", "n", "pearson", "spearman", "mae", "n_multi",
+    #   "pearson_multi", "spearman_multi", "shapley_spearman", "shapley_exact", "max_payout_diff",
+    #   "max_payout_diff_owner"}]
+    correlations = models.JSONField(default=list, blank=True)
+    # [{"utility", "composition", "mode", "exact", "owners", "arithmetic", "trained",
+    #   "arithmetic_shares", "trained_shares"}]
+    shapley = models.JSONField(default=list, blank=True)
+    headline = models.JSONField(default=dict, blank=True)  # the round's utility × composition × matching mode row
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["round_id", "-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"fidelity check {self.pk} of {self.round}"
+
+    def page_data(self) -> dict:
+        """The round page's fidelity panel: the headline comparison as {"metric", "mode", "composition",
+        "note", "summary": {label: number}, "rows": [{"label", "trained", "composed"}]}."""
+        h = self.headline
+        if not h:
+            return {}
+        names = {"preference_accuracy": "preference accuracy", "bt_loglik": "Bradley–Terry log-likelihood"}
+        summary = {"Pearson r": h["pearson"], "Spearman ρ": h["spearman"], "mean absolute error": h["mae"],
+                   "Spearman ρ of Shapley values": h["shapley_spearman"],
+                   "largest payout difference (share of pool)": h["max_payout_diff"]}
+        rows = [{"label": "{" + ", ".join(c["members"]) + "}", "mask": c["mask"],
+                 "trained": c["trained"][h["mode"]][h["utility"]],
+                 "composed": c["arithmetic"][h["composition"]][h["utility"]]} for c in self.coalitions]
+        note = (f"{h['composition']} composition vs. {h['mode']} DPO on {h['n']} coalitions"
+                f"{' (all)' if self.exhaustive else ' (stratified sample)'}; largest payout difference: "
+                f"{h['max_payout_diff_owner']}.")
+        return {"metric": names.get(h["utility"], h["utility"]), "mode": h["mode"], "composition": h["composition"],
+                "note": note, "summary": {k: v for k, v in summary.items() if v is not None}, "rows": rows,
+                "report_id": self.pk}

@@ -12,3 +12,12 @@ def round_execute_task(round_id: int) -> None:
         round_execute(round_id=round_id)
     except ValidationError:
         pass  # already done, cancelled, or held by another live runner: nothing to do
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def round_verify_task(report_id: int) -> None:
+    """A fidelity check of a finished round (valuation/fidelity.py); its models are cached, so a second
+    delivery retrains nothing."""
+    from .fidelity import fidelity_run
+
+    fidelity_run(report_id=report_id)

@@ -15,7 +15,12 @@ from .common import check_not_cancelled, record_timing, report_progress, set_sta
 def score_key(valuation_round, owner_model: OwnerModel | None) -> str:
     if owner_model is None:
         return valuation_round.base_model_hash
-    return hashlib.sha256(f"{valuation_round.base_model_hash}:{owner_model.model_hash}".encode()).hexdigest()
+    return model_score_key(valuation_round.base_model_hash, owner_model.model_hash)
+
+
+def model_score_key(base_model_hash: str, model_hash: str) -> str:
+    """ScoreCache key of any model scored against this base (owner or, for fidelity checks, coalition)."""
+    return hashlib.sha256(f"{base_model_hash}:{model_hash}".encode()).hexdigest()
 
 
 def run_scoring(valuation_round: ValuationRound, *, on_progress=None) -> None:
@@ -37,21 +42,34 @@ def run_scoring(valuation_round: ValuationRound, *, on_progress=None) -> None:
 
 
 def _score_one(valuation_round, owner_model, key: str, pairs) -> None:
+    model_dir = valuation_round.base_model_path if owner_model is None else owner_model.artifact_path
+    ensure_scores(valuation_round, key=key, model_dir=model_dir, pairs=pairs)
+
+
+def ensure_scores(valuation_round, *, key: str, model_dir, pairs):
+    """The eval set's log-probs under the model in ``model_dir``: from the cache, else computed and cached."""
     from valuation.engine import scoring
 
+    row = ScoreCache.objects.filter(model_hash=key, eval_hash=valuation_round.eval_set_hash).first()
+    if row is not None:
+        return _as_result(row)
     started = time.perf_counter()
-    model_dir = valuation_round.base_model_path if owner_model is None else owner_model.artifact_path
     result = scoring.score_model(model_dir, valuation_round.base_model_path, pairs)
     ScoreCache.objects.get_or_create(model_hash=key, eval_hash=valuation_round.eval_set_hash, defaults=dict(
         chosen_logps=[float(x) for x in result.chosen], rejected_logps=[float(x) for x in result.rejected],
         seconds=time.perf_counter() - started))
+    return result
 
 
 def cached_scores(valuation_round, owner_model):
-    from valuation.engine.scoring import ScoreResult
-
     row = ScoreCache.objects.get(model_hash=score_key(valuation_round, owner_model),
                                  eval_hash=valuation_round.eval_set_hash)
+    return _as_result(row)
+
+
+def _as_result(row: ScoreCache):
+    from valuation.engine.scoring import ScoreResult
+
     return ScoreResult(chosen=np.asarray(row.chosen_logps, dtype=np.float64),
                        rejected=np.asarray(row.rejected_logps, dtype=np.float64))
 
