@@ -153,7 +153,9 @@ def _results_cache_key(valuation_round: ValuationRound) -> str | None:
     if valuation_round.status != ValuationRound.Status.DONE:
         return None
     approved = valuation_round.approved_at.timestamp() if valuation_round.approved_at else 0
-    return f"{valuation_round.pk}:{valuation_round.created_at.timestamp()}:{approved}"
+    # A fidelity check that finishes after the round must show without waiting for the cache to expire.
+    report = valuation_round.fidelity_reports.filter(status="done").order_by("-pk").values_list("pk", flat=True).first()
+    return f"{valuation_round.pk}:{valuation_round.created_at.timestamp()}:{approved}:{report or 0}"
 
 
 @staff_member_required
