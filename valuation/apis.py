@@ -108,7 +108,7 @@ class PayoutOutputSerializer(serializers.ModelSerializer):
 
     def get_amount(self, payout) -> str:
         """In the currency's minor unit, as paid (the column stores 4 places for any currency)."""
-        return str(payout.amount.quantize(Decimal(1).scaleb(-payout.round.decimals)))
+        return str(payout.amount.quantize(payout.round.minor_unit))
 
     class Meta:
         model = Payout

@@ -136,7 +136,7 @@ def _check(report: FidelityReport, on_progress) -> dict:
     D, sizes = stages.score_matrix(r)
     result = fidelity_stats.compare(D, sizes, [m.name for m in members], beta=r.config["beta"], trained=trained)
     headline = fidelity_stats.headline(result, utility=r.utility, composition=r.composition)
-    unit = Decimal(1).scaleb(-r.decimals)
+    unit = r.minor_unit
     headline["max_payout_diff_amount"] = str((Decimal(str(headline["max_payout_diff"])) * r.pool).quantize(unit))
     headline["currency"] = r.currency
     return {"coalitions": result["coalitions"], "correlations": result["correlations"], "shapley": result["shapley"],

@@ -98,6 +98,11 @@ class ValuationRound(models.Model):
         return self.status in self.ACTIVE
 
     @property
+    def minor_unit(self) -> Decimal:
+        """The currency's smallest amount, e.g. 0.01: every amount shown or exported is quantized to it."""
+        return Decimal(1).scaleb(-self.decimals)
+
+    @property
     def fidelity(self) -> dict | None:
         """The latest finished fidelity check, as the round page shows it (FidelityReport.page_data)."""
         report = self.fidelity_reports.filter(status="done").order_by("-finished_at", "-id").first()

@@ -170,7 +170,7 @@ def _compare(r, participants, valuation, split, report: ReplayReport) -> None:
 
     values = {v.owner_id: v.shapley for v in r.values.all()}
     payouts = {p.owner_id: p.amount for p in r.payouts.all()}
-    unit = Decimal(1).scaleb(-r.decimals)
+    unit = r.minor_unit
     for p in participants:
         replayed, recorded = float(valuation.result.values[p.index]), values.get(p.owner_id)
         report.values.append({"owner": p.owner.name, "recorded": recorded, "replayed": replayed,

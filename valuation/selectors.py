@@ -61,7 +61,7 @@ def round_payouts(*, valuation_round: ValuationRound, user=None) -> QuerySet[Pay
 
 def round_payout_totals(*, valuation_round: ValuationRound) -> dict:
     agg = valuation_round.payouts.aggregate(total=Sum("amount"))
-    unit = Decimal(1).scaleb(-valuation_round.decimals)
+    unit = valuation_round.minor_unit
     # SQLite's SUM drops Decimal places; present both amounts in the currency's minor unit.
     return {"pool": Decimal(valuation_round.pool).quantize(unit), "paid": Decimal(agg["total"] or 0).quantize(unit),
             "currency": valuation_round.currency, "n_owners": valuation_round.participants.count()}

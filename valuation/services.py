@@ -25,6 +25,7 @@ from django.utils import timezone
 from marketplace.models import Contribution, DataOwner, EvalSet
 
 from . import stages
+from .engine.sampling import DEFAULT_TARGET  # stop sampling once ≤ 1% of the pool could be misallocated
 from .models import Composition, Estimator, Payout, RoundOwner, Utility, ValuationRound
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ ProgressFn = Callable[[str, int, int], None]
 STALE_HEARTBEAT = timedelta(minutes=15)
 EXACT_LIMIT = 24  # 2^24 coalitions: under a minute of array arithmetic on cached scores
 DEFAULT_BUDGET = 1 << 20  # utility evaluations: `auto` is exact up to 20 owners, sampled above
-DEFAULT_TARGET = 0.01  # stop sampling once ≤ 1% of the pool could be misallocated
 
 
 def _validate_choice(value: str, choices, label: str) -> None:

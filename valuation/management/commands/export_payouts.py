@@ -1,7 +1,6 @@
 """Export a round's payouts as CSV or JSON (stdout)."""
 import csv
 import json
-from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -25,7 +24,7 @@ class Command(BaseCommand):
         if valuation_round.status != ValuationRound.Status.DONE:
             raise CommandError(f"round '{valuation_round.name}' is {valuation_round.status}; nothing to export")
         values = {v.owner_id: v.shapley for v in selectors.round_values(valuation_round=valuation_round)}
-        unit = Decimal(1).scaleb(-valuation_round.decimals)
+        unit = valuation_round.minor_unit
         rows = [{"round": valuation_round.name, "owner": p.owner.name, "shapley": values.get(p.owner_id),
                  "share": str(p.share), "amount": str(p.amount.quantize(unit)), "currency": p.currency,
                  "status": p.status}

@@ -1,6 +1,5 @@
 """Create (or resume) a valuation round and run it in the foreground with progress bars."""
 import json
-from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -89,7 +88,7 @@ class _ProgressBars:
 def round_summary(valuation_round) -> dict:
     values = selectors.round_values(valuation_round=valuation_round)
     payouts = selectors.round_payouts(valuation_round=valuation_round)
-    unit = Decimal(1).scaleb(-valuation_round.decimals)
+    unit = valuation_round.minor_unit
     return {
         "round": valuation_round.name,
         "id": valuation_round.pk,
