@@ -32,6 +32,7 @@ class Estimator(models.TextChoices):
     PERMUTATION = "permutation", "antithetic permutation sampling"
     STRATIFIED = "stratified", "stratified sampling"
     KERNEL = "kernel", "paired KernelSHAP"
+    STRUCTURED = "structured", "structured (analytic prior + control-variate sampling)"
 
 
 class ValuationRound(models.Model):

@@ -61,13 +61,14 @@ def test_exact_round_stores_values_interactions_and_exact_split(fake_model_dir):
     assert r.status == ValuationRound.Status.DONE
 
 
-@pytest.mark.parametrize("estimator", ["auto", "kernel", "permutation", "stratified"])
+@pytest.mark.parametrize("estimator", ["auto", "kernel", "permutation", "stratified", "structured"])
 def test_sampled_round_records_cis_budget_and_stopping(fake_model_dir, estimator):
     r, D = market_with_scores(8, fake_model_dir, estimator=estimator, budget=200 if estimator == "auto" else 2000,
                               target=0.02)
     run_valuing(r)
     r.refresh_from_db()
-    assert r.estimator_used == ("kernel" if estimator == "auto" else estimator)
+    # Above the exact limit a round's cached scores get the structured estimator.
+    assert r.estimator_used == ("structured" if estimator == "auto" else estimator)
     assert r.n_evaluations <= r.config["budget"] and r.stopped_because in ("target", "budget")
     assert r.misallocation_bound is not None and r.utilities_path == "" and r.coalition_utilities.count() == 0
     truth = exact_shapley(all_coalition_utilities(D, utility="preference_accuracy", composition="sum", beta=0.1,

@@ -97,6 +97,12 @@ class Evaluator:
     def remaining(self) -> int:
         return self.budget - self.used
 
+    def charge(self, k: int) -> None:
+        """Count k coalitions an estimator valued through the utility's own structure (its `chain`)."""
+        if self.used + k > self.budget:
+            raise BudgetExceeded(f"{self.used} + {k} evaluations exceed the budget {self.budget}")
+        self.used += k
+
     def __call__(self, members: np.ndarray) -> np.ndarray:
         members = np.asarray(members, dtype=np.bool_)
         k = members.shape[0]
@@ -219,9 +225,10 @@ def confidence_interval(estimate: Estimate) -> tuple[np.ndarray, np.ndarray]:
 class Moments:
     """Running per-column mean and sum of squared deviations (Chan et al. batch merge)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, *, comoment: bool = True) -> None:
         self.count, self.mean, self.m2 = 0, np.zeros(n), np.zeros(n)
-        self.comoment = np.zeros((n, n))  # Σ (x − mean)(x − mean)ᵀ, for the error correlation
+        # Σ (x − mean)(x − mean)ᵀ, for the error correlation; None where n² memory is not worth it.
+        self.comoment = np.zeros((n, n)) if comoment else None
         self.low, self.high = np.full(n, math.inf), np.full(n, -math.inf)  # per-column range
 
     def add(self, samples: np.ndarray) -> None:
@@ -234,7 +241,8 @@ class Moments:
         delta = batch_mean - self.mean
         self.mean = self.mean + delta * (k / total)
         self.m2 = self.m2 + (centred**2).sum(axis=0) + delta**2 * (self.count * k / total)
-        self.comoment += centred.T @ centred + np.outer(delta, delta) * (self.count * k / total)
+        if self.comoment is not None:
+            self.comoment += centred.T @ centred + np.outer(delta, delta) * (self.count * k / total)
         self.count = total
         self.low = np.minimum(self.low, samples.min(axis=0))
         self.high = np.maximum(self.high, samples.max(axis=0))

@@ -26,8 +26,11 @@ standard errors, 95% intervals, the evaluations spent, the seed and why it stopp
     plain_permutation  the same without antithetic pairs (the baseline)       estimators.py
     stratified         stratified SVARM (Kolpaczki et al. 2024)               svarm.py
     kernel             paired KernelSHAP (Lundberg & Lee 2017; Covert & Lee 2021)  kernelshap.py
+    structured         analytic prior + control-variate permutations, for the
+                       arithmetic utilities of cached scores only                structured.py
     exact              the 2^n table (needs budget ≥ 2^n)
-    auto               exact when 2^n ≤ budget, else AUTO_SAMPLED
+    auto               exact when 2^n ≤ budget, else `structured` for a score
+                       utility (ScoreUtility) and AUTO_SAMPLED for any other
 Sampling stops when the estimated misallocated share of the pool is below `target`
 or the budget is spent (sampling.py explains the rule).
 """
@@ -51,13 +54,16 @@ from valuation.engine.sampling import (  # Z_95 stays importable from here, as b
     resolve_seed,
     run_sampler,
 )
+from valuation.engine.structured import StructuredSampler
 from valuation.engine.svarm import StratifiedSampler
 
 # Entries per block of the weighted table: 2^20 float64 = 8 MB per temporary.
 DEFAULT_CHUNK = 1 << 20
-METHODS: tuple[str, ...] = ("auto", "exact", "permutation", "stratified", "kernel", "plain_permutation")
-# What `auto` samples with when 2^n does not fit the budget: the lowest misallocation in
-# bench/estimators.py on both utilities from 10·n evaluations up (see README).
+METHODS: tuple[str, ...] = ("auto", "exact", "permutation", "stratified", "kernel", "plain_permutation",
+                            "structured")
+# What `auto` samples with when 2^n does not fit the budget and the utility is a black box: the
+# lowest misallocation of the generic estimators in bench/estimators.py (see README). A utility
+# over cached scores gets `structured`, which beats every generic one (bench/scale.py).
 AUTO_SAMPLED = "kernel"
 # Generic utilities are tabulated for exact values up to this many owners (2^24 entries).
 MAX_EXACT_OWNERS = 24
@@ -220,8 +226,9 @@ def estimate_shapley(utility: Utility, n: int, *, method: str = "auto", budget: 
         return exact_shapley_result(_exact_table(utility, n, precision=precision), budget=budget,
                                     requested_method=method)
     seed = resolve_seed(seed)
-    outcome = run_sampler(_sampler(resolved, n, budget=budget, target=target), Evaluator(utility, n, budget),
-                          target=target, rng=np.random.default_rng(seed), bound_seed=seed)
+    sampler = _sampler(resolved, n, budget=budget, target=target, utility=utility, seed=seed)
+    outcome = run_sampler(sampler, Evaluator(utility, n, budget), target=target,
+                          rng=np.random.default_rng(seed), bound_seed=seed)
     low, high = confidence_interval(outcome.estimate)
     return ShapleyResult(
         values=outcome.estimate.values, stderr=outcome.estimate.stderr, ci_low=low, ci_high=high,
@@ -244,7 +251,14 @@ def _check_request(utility: Utility, n: int, *, method: str, budget: int, target
     if target is not None and not 0 < target < 1:
         raise ValueError(f"target is a share of the pool in (0, 1), got {target!r}")
     exact_fits = (1 << int(n)) <= budget and n <= MAX_EXACT_OWNERS
-    resolved = ("exact" if exact_fits else AUTO_SAMPLED) if method == "auto" else method
+    structured = is_structured(utility)
+    if method == "auto":
+        resolved = "exact" if exact_fits else "structured" if structured else AUTO_SAMPLED
+    else:
+        resolved = method
+    if resolved == "structured" and not structured:
+        raise ValueError("method 'structured' needs a utility over cached scores (utility.coalition_utility_fn) "
+                         "with preference_accuracy or bt_loglik; use 'kernel' for any other set function")
     if resolved == "exact" and not exact_fits:
         raise ValueError(
             f"exact Shapley values of {n} owners need 2^{n} = {1 << int(n)} evaluations "
@@ -256,7 +270,15 @@ def _check_request(utility: Utility, n: int, *, method: str, budget: int, target
     return resolved
 
 
-def _sampler(method: str, n: int, *, budget: int, target: float | None):
+def is_structured(utility) -> bool:
+    """Whether the utility exposes the score structure the `structured` estimator exploits."""
+    return all(hasattr(utility, name) for name in ("scores", "chain", "composition", "beta")) and \
+        getattr(utility, "utility", None) in ("preference_accuracy", "bt_loglik")
+
+
+def _sampler(method: str, n: int, *, budget: int, target: float | None, utility, seed: int):
+    if method == "structured":
+        return StructuredSampler(utility, n, seed=seed)
     if method == "kernel":
         # With a target, enumerate size classes as if ≈ 25·n evaluations were to be spent.
         return KernelSampler(n, horizon=None if target is None else min(budget, TARGET_HORIZON * n))
@@ -271,6 +293,8 @@ def _minimum_budget(method: str, n: int) -> int:
         return 2 * n + 2 + 1
     if method == "kernel":
         return 2 + 2
+    if method == "structured":
+        return 2 + 2 * max(n - 1, 1)
     return 2 + PermutationSampler(n, antithetic=method == "permutation").min_batch
 
 

@@ -110,6 +110,26 @@ class ScoreUtility:
                 w @ self.scores, utility=self.utility, beta=self.beta)
         return out
 
+    def chain(self, order: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Every prefix of one arrival order at once: the margin numerators Σ_{j∈P} n_j·D[j]
+        (D[j] under `sum`), shape (n + 1, T), and v(P) for P = the first 0..n owners, shape (n + 1,).
+
+        Cumulative sums make this O(n·T) for n + 1 coalitions (the batched call would be O(n²·T));
+        the margins can differ from the batched call's in the last bits of rounding.
+        """
+        order = np.asarray(order, dtype=np.int64)
+        if order.shape != (self.n,) or not np.array_equal(np.sort(order), np.arange(self.n)):
+            raise ValueError(f"order must be a permutation of 0..{self.n - 1}")
+        numer = self.scores[order] if self.sizes is None or self.composition == "sum" \
+            else self.scores[order] * self.sizes[order, None]
+        prefix = np.zeros((self.n + 1, self.scores.shape[1]))
+        np.cumsum(numer, axis=0, out=prefix[1:])
+        margins = prefix
+        if self.composition == "mean":
+            total = np.concatenate([[1.0], np.cumsum(self.sizes[order])])  # ∅'s margin is 0 whatever it is divided by
+            margins = prefix / total[:, None]
+        return prefix, utility_from_margins(margins, utility=self.utility, beta=self.beta)
+
     def table(self, *, precision: str = "float64", n_jobs: int | None = None) -> np.ndarray:
         """All 2^n utilities, index = bitmask (see `all_coalition_utilities`)."""
         return all_coalition_utilities(

@@ -367,7 +367,10 @@ def test_beyond_the_exact_limit_auto_samples_a_score_utility() -> None:
     D = rng.normal(0.3, 1.0, size=(30, 200))  # 30 owners: 2^30 is out of reach
     fn = coalition_utility_fn(D, utility="bt_loglik", composition="sum", beta=0.1)
     result = estimate_shapley(fn, 30, budget=3000, seed=0, target=0.05)
-    assert (result.method, result.requested_method) == ("kernel", "auto")
+    # A utility over cached scores has the structure `structured` exploits; a black box gets kernel.
+    assert (result.method, result.requested_method) == ("structured", "auto")
+    black_box = estimate_shapley(lambda members: fn(members), 30, budget=3000, seed=0, target=0.05)
+    assert black_box.method == "kernel"
     assert result.n_evaluations <= 3000 and result.stopped_because in ("target", "budget")
     grand, empty = fn(np.array([[True] * 30, [False] * 30]))
     assert result.values.sum() == pytest.approx(grand - empty, abs=1e-9)
