@@ -28,29 +28,25 @@ _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 def smoothed_utility(z: np.ndarray, s: np.ndarray, *, utility: str, beta: float) -> np.ndarray:
     """G(z, s) = E[g(z + s·Z)] elementwise (s ≥ 0)."""
-    z, s = np.broadcast_arrays(np.asarray(z, np.float64), np.asarray(s, np.float64))
     if utility == "preference_accuracy":
-        spread = s > 0
-        out = 0.5 + 0.5 * np.sign(z)  # the step itself, ties ½, where s = 0
-        u = np.divide(z, s, out=np.zeros(z.shape), where=spread)
-        return np.where(spread, ndtr(u), out)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = ndtr(np.divide(z, s))  # s = 0: z/s = ±inf gives the step; 0/0 is the tie
+        return np.nan_to_num(out, copy=False, nan=0.5)
     if utility == "bt_loglik":
-        kappa = np.sqrt(1.0 + _PROBIT_SCALE * (beta * s) ** 2)
-        return -kappa * np.logaddexp(0.0, -beta * z / kappa)
+        kappa = np.sqrt(1.0 + _PROBIT_SCALE * (beta * beta) * np.square(s))
+        return -kappa * np.logaddexp(0.0, (-beta) * z / kappa)
     raise ValueError(f"no smoothed form for utility {utility!r}")
 
 
 def smoothed_slope(z: np.ndarray, s: np.ndarray, *, utility: str, beta: float) -> np.ndarray:
     """∂G/∂z elementwise: how the expected utility moves with the normal margin's mean."""
-    z, s = np.broadcast_arrays(np.asarray(z, np.float64), np.asarray(s, np.float64))
     if utility == "preference_accuracy":
-        spread = s > 0
-        out = np.zeros(z.shape)
-        u = np.divide(z, s, out=np.zeros(z.shape), where=spread)
-        np.divide(np.exp(-0.5 * u * u) * _INV_SQRT_2PI, s, out=out, where=spread)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            u = np.divide(z, s)
+            out = np.exp(-0.5 * u * u) * _INV_SQRT_2PI / s  # s = 0: the step's slope is 0 (nan → 0)
+        out[~np.isfinite(out)] = 0.0
         return out
     if utility == "bt_loglik":
-        kappa = np.sqrt(1.0 + _PROBIT_SCALE * (beta * s) ** 2)
-        return beta * expit(-beta * z / kappa)
+        kappa = np.sqrt(1.0 + _PROBIT_SCALE * (beta * beta) * np.square(s))
+        return beta * expit((-beta) * z / kappa)
     raise ValueError(f"no smoothed form for utility {utility!r}")
-

@@ -136,12 +136,17 @@ class ArithmeticGame:
     def gain(self, chunk: "OwnerChunk", big_sum, mean, sd, k, *, slope: bool = True):
         """H (and ∂H/∂μ): the expected change of g when owner i joins, the small terms' sum normal.
         Arrays broadcast over leading axes; k has the owners' axis shape."""
+        kw = dict(utility=self.name, beta=self.beta)
+        z_out = big_sum + mean
+        z_in = z_out + chunk.own
+        if not self.divided:
+            h = smoothed_utility(z_in, sd, **kw) - smoothed_utility(z_out, sd, **kw)
+            return (h, smoothed_slope(z_in, sd, **kw) - smoothed_slope(z_out, sd, **kw)) if slope else h
         without, with_i = self.divisors(chunk, k)
         zero = np.zeros(np.broadcast_shapes(np.shape(mean), np.shape(without)))
-        z_out = np.divide(big_sum + mean, without, out=zero.copy(), where=without > 0)
+        z_out = np.divide(z_out, without, out=zero.copy(), where=without > 0)  # ∅: margin 0, not 0/0
         s_out = np.divide(sd, without, out=zero.copy(), where=without > 0)
-        z_in, s_in = (big_sum + chunk.own + mean) / with_i, sd / with_i
-        kw = dict(utility=self.name, beta=self.beta)
+        z_in, s_in = z_in / with_i, sd / with_i
         h = smoothed_utility(z_in, s_in, **kw) - smoothed_utility(z_out, s_out, **kw)
         if not slope:
             return h
