@@ -20,7 +20,6 @@ one finite number per response, else an error naming the judge and the response.
 from __future__ import annotations
 
 import importlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -137,8 +136,8 @@ def _split_path(spec: str) -> tuple[str, str]:
 
 def mean_score(judge, prompts: list[str], responses: list[str]) -> float:
     """The objective's utility for one coalition: the judge's mean score over the prompts."""
-    values = judge(prompts, responses)
-    mean = float(values.mean()) if values.size else math.nan
-    if not math.isfinite(mean):
-        raise ValueError(f"judge {getattr(judge, 'spec', judge)!r} gave no score to average")
-    return mean
+    spec = getattr(judge, "spec", getattr(judge, "__qualname__", repr(judge)))
+    values = _check_scores(spec, judge(prompts, responses), len(responses))  # any callable is checked
+    if not values.size:
+        raise ValueError(f"judge {spec!r} gave no score to average")
+    return float(values.mean())
