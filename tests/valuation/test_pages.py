@@ -94,7 +94,7 @@ def test_signature_and_fidelity_appear_when_the_round_has_them(eval_set, staff_u
                 "summary": {"spearman": 0.9}, "rows": [{"label": "{owner00}", "trained": 0.6, "composed": 0.61}]}
     r = round_for("r-obj", eval_set, owners(2), config={"beta": 0.1, "fidelity": fidelity})
     write_results(r, [0.2, 0.1])
-    write_objective_values(r, {"helpful": [0.3, -0.1], "harmless": [0.05, 0.2]}, payout={"helpful": 1.0})
+    write_objective_values(r, {"helpful": [0.3, -0.1], "harmless": [0.05, 0.2]}, payout={"helpful": 0.25, "harmless": 0.75})
     html = body(client_for(staff_user).get(f"/rounds/{r.pk}/"))
     signature = figure(html, "signature-chart")
     assert signature["data"][0]["x"] == [0.3, -0.1] and signature["data"][0]["y"] == [0.05, 0.2]
@@ -102,7 +102,7 @@ def test_signature_and_fidelity_appear_when_the_round_has_them(eval_set, staff_u
     assert signature["data"][0]["marker"]["symbol"] == ["circle", "x"]  # owner01 hurts helpfulness
     bars = figure(html, "objectives-chart")
     assert [t["name"] for t in bars["data"]] == ["helpful", "harmless"] and bars["data"][1]["x"] == [0.05, 0.2]
-    assert "1 × helpful" in html and "An approximation." in html and "token-level arithmetic" in html
+    assert "<dd>0.25 × helpful + 0.75 × harmless</dd>" in html and "An approximation." in html and "token-level arithmetic" in html
     assert figure(html, "fidelity-chart")["data"][0]["y"] == [0.61]
     assert "composed vs. trained on pooled data" in html and "spearman" in html
 
