@@ -13,7 +13,8 @@ from rest_framework.views import APIView
 from marketplace.models import EvalSet
 
 from . import fidelity, selectors, services
-from .models import Composition, Estimator, FidelityReport, OwnerValue, Payout, Utility, ValuationRound
+from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, Utility,
+                     ValuationRound)
 
 
 class RoundOutputSerializer(serializers.ModelSerializer):
@@ -208,3 +209,34 @@ class RoundFidelityApi(APIView):
         if not request.user.is_staff:
             data = {k: data[k] for k in OWNER_FIDELITY_FIELDS}
         return Response(data)
+
+
+class GenerationOutputSerializer(serializers.ModelSerializer):
+    members = serializers.SerializerMethodField()
+
+    def get_members(self, generation) -> list[str]:
+        return [name for index, name in self.context["names"].items() if generation.mask >> index & 1]
+
+    class Meta:
+        model = CoalitionGeneration
+        fields = ["mask", "size", "members", "scores", "n_tokens", "seconds", "responses"]
+
+
+class RoundGenerationsApi(APIView):
+    """Staff: what every decoded coalition of a reward round generated, with its utility per objective
+    (responses in eval-prompt order; `prompts` lists those prompts). Paginated by coalition."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=GenerationOutputSerializer(many=True))
+    def get(self, request, round_id: int):
+        valuation_round = selectors.round_get(round_id=round_id)
+        if not valuation_round.config.get("reward"):
+            raise Http404("only a reward round generates")
+        names = {p.index: p.owner.user.username for p in selectors.round_participants(valuation_round=valuation_round)}
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(valuation_round.generations.order_by("mask"), request, view=self)
+        response = paginator.get_paginated_response(
+            GenerationOutputSerializer(page, many=True, context={"names": names}).data)
+        response.data["prompts"] = selectors.round_prompts(valuation_round=valuation_round)
+        return response

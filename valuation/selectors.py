@@ -195,6 +195,14 @@ def round_signature(*, valuation_round: ValuationRound, table: dict | None = Non
                      for r in rows]}
 
 
+def round_prompts(*, valuation_round: ValuationRound) -> list[str]:
+    """The eval prompts a reward round's coalitions answered, in order (empty for other utilities)."""
+    from .stages.generation import eval_prompts
+
+    reward = valuation_round.config.get("reward")
+    return eval_prompts(valuation_round.eval_set, reward["prompts"]) if reward else []
+
+
 def round_generations(*, valuation_round: ValuationRound, names: dict[int, str], limit: int = 3) -> dict | None:
     """What ∅, each owner alone and everyone together generated for the first `limit` eval prompts
     (reward rounds): {"prompts": [...], "coalitions": [{"label", "mask", "scores", "responses"}]}."""
@@ -255,6 +263,9 @@ def round_statement(*, valuation_round: ValuationRound, owner) -> dict:
         raise Http404("this owner did not take part in the round")
     value = valuation_round.values.filter(owner=owner).first()
     payout = valuation_round.payouts.filter(owner=owner).first()
+    objectives = [row for row in round_objective_values(valuation_round=valuation_round, user=owner.user)["rows"]
+                  if row["username"] == owner.user.username]
     return {"round": valuation_round, "owner": owner, "value": value, "payout": payout,
             "amount": money(payout.amount, valuation_round.decimals) if payout else None,
-            "totals": round_payout_totals(valuation_round=valuation_round)}
+            "totals": round_payout_totals(valuation_round=valuation_round),
+            "objectives": objectives[0]["values"] if objectives else {}}

@@ -221,6 +221,16 @@ def test_an_owner_statement_shows_only_their_own_numbers_and_the_totals(done_rou
     assert "owner01" not in json.dumps(rows)
 
 
+def test_a_reward_round_statement_shows_the_owners_own_signature_only(done_round):
+    r, (a, b, c) = done_round
+    write_objective_values(r, {"helpfulness": [0.123456, -0.5, 0.7], "harmlessness": [0.25, 0.9, -0.3]},
+                           payout={"harmlessness": 1.0})
+    html = body(client_for(a.user).get(f"/rounds/{r.pk}/statement/"))
+    assert "Your data signature" in html and "0.123456" in html and "0.250000" in html
+    assert "-0.500000" not in html and "0.900000" not in html and "0.700000" not in html  # others' values
+    assert "the payout uses harmlessness" in html
+
+
 def test_an_owner_cannot_read_another_owners_statement(done_round):
     r, (a, b, c) = done_round
     client = client_for(a.user)

@@ -149,3 +149,22 @@ def test_run_round_cli_needs_an_objective_for_the_reward_utility(market, fake_mo
                      "--eval-set", "eval", "--utility", "reward", "--objective", "helpfulness",
                      "--payout-objective", "kindness")
     assert ValuationRound.objects.count() == 0
+
+
+def test_generations_api_lists_each_coalitions_responses_for_staff_only(api_staff, api_a, market):
+    from marketplace.models import DataOwner
+    from valuation.models import CoalitionGeneration
+
+    team = list(DataOwner.objects.filter(user__username__in=["alice", "bob"]).order_by("user__username"))
+    r = write_objective_values(write_results(round_for("gen", market, team), [0.2, 0.1]), {"helpfulness": [0.1, 0.2]})
+    ValuationRound.objects.filter(pk=r.pk).update(config=dict(r.config, reward=dict(r.config["reward"], prompts=2)))
+    for mask, text in [(0, "base"), (1, "alice"), (3, "both")]:
+        CoalitionGeneration.objects.create(round=r, mask=mask, size=mask.bit_count(), scores={"helpfulness": 0.5},
+                                           responses=[f"{text} a", f"{text} b"], n_tokens=4, seconds=0.1)
+    body = api_staff.get(f"/api/rounds/{r.pk}/generations/").json()
+    assert body["count"] == 3 and len(body["prompts"]) == 2
+    assert [g["members"] for g in body["results"]] == [[], ["alice"], ["alice", "bob"]]
+    assert body["results"][2]["responses"] == ["both a", "both b"]
+    assert api_a.get(f"/api/rounds/{r.pk}/generations/").status_code == 403
+    plain = write_results(round_for("plain", market, team), [0.2, 0.1])
+    assert api_staff.get(f"/api/rounds/{plain.pk}/generations/").status_code == 404
