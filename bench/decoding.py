@@ -12,8 +12,9 @@ new tokens) it times, median of --repeats runs:
 * every one of the 2^4 coalitions of 4 owners in one call (what the reward utility does),
 * the same with LoRA owners (--lora): 8 adapters switched on one shared copy of π₀.
 
-tokens/s counts generated tokens (EOS included, padding not) per wall second; "model-tok/s"
-multiplies by the models run per step, the work actually done. Also the parameter memory
+tokens/s counts generated tokens (EOS included, padding not) per wall second; "models" is the
+number of models one coalition runs per step (averaged over the 16 coalitions of the batched
+row), and "model-tok/s" = tokens/s × models, the forward work actually done. Also the parameter memory
 of the loaded policy set, full vs LoRA. Wall-clock numbers are load-sensitive (shared CPU).
 Writes bench/results/decoding.json (or --out).
 
@@ -123,7 +124,8 @@ def rows_for(policies, label: str, prompts, config: DecodingConfig, repeats: int
     every[:, :4] = (masks[:, None] >> np.arange(4)) & 1
     seconds, tokens = timed(composed(policies, every, "mean", prompts, config), repeats)
     rows.append({"set": label, "case": "all 16 coalitions of 4, mean, one call", "size": None, "composition": "mean",
-                 "coalitions": 16, "models_per_step": int(every.sum()), "seconds": seconds, "tokens": tokens})
+                 "coalitions": 16, "models_per_step": float(every.sum()) / 16,  # per coalition, on average
+                 "seconds": seconds, "tokens": tokens})
     return rows
 
 
@@ -169,7 +171,7 @@ def print_table(rows: list[dict], memory: dict, threads: int) -> None:
           f"{'vs generate':>11}")
     baseline = rows[0]["tokens_per_s"]
     for r in rows:
-        print(f"{r['set']:<5} {r['case']:<42} {r['models_per_step']:>6} {r['tokens']:>7} {r['seconds']:>8.2f} "
+        print(f"{r['set']:<5} {r['case']:<42} {r['models_per_step']:>6g} {r['tokens']:>7} {r['seconds']:>8.2f} "
               f"{r['tokens_per_s']:>8.0f} {r['model_tokens_per_s']:>11.0f} {r['tokens_per_s'] / baseline:>10.2f}×")
     for name, size in memory.items():
         print(f"parameters held by the policy set ({name}, π₀ + {N_OWNERS} owners): {size / 2**20:.1f} MiB")

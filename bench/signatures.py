@@ -7,7 +7,7 @@ on --prompts eval prompts and judged by the two demo judges, and exact Shapley v
 computed per objective — for `sum` and `mean` composition and several decoding seeds, so the
 spread over sampling noise is visible. Prints a table (φ per owner and objective, mean ± sd
 over seeds, and v(∅), v(N)), writes bench/results/signatures.json and an offline HTML figure
-(plotly, the library inlined) of the signature plane next to it.
+of the signature plane (plotly, the library inlined: 5 MB, so under --work, not in git).
 
     .venv/bin/python bench/signatures.py [--prompts 128] [--seeds 0 1 2] [--compositions sum mean]
                                          [--work var/bench/signatures]
@@ -136,7 +136,7 @@ def main() -> int:
     summary(runs, names)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"owners": names, "prompts": args.prompts, "runs": runs}, indent=2))
-    html = args.out.with_suffix(".html")
+    html = args.work / "signatures.html"
     figure(runs, names, html)
     print(f"wrote {args.out} and {html}")
     return 0

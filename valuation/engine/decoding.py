@@ -183,55 +183,79 @@ def _decode_group(policies, coefficients: np.ndarray, prompt_ids, config: Decodi
     """Generated ids [coalition][prompt] for one group of coalitions on one batch of prompts."""
     import torch
 
-    tokenizer = policies.tokenizer
-    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-    g, b = coefficients.shape[0], len(prompt_ids)
-    input_ids, mask, positions = _left_pad(prompt_ids, pad_id)
-    seq, att, pos = input_ids.repeat(g, 1), mask.repeat(g, 1), positions.repeat(g, 1)
-    plan = _plan(coefficients, b)
-    caches = {component: policies.new_cache(component) if use_cache else None for component, *_ in plan}
+    state = _Group(policies, coefficients, prompt_ids, use_cache)
     generator = torch.Generator().manual_seed(seed)
     warp = _warpers(config)
-    unfinished = torch.ones(g * b, dtype=torch.bool)
     steps = []
     for step in range(config.max_new_tokens):
-        fresh = slice(None) if not use_cache else slice(-1, None)
-        logits = None
-        for component, rows, coef, m in plan:
-            if not rows.numel():
-                continue
-            if step == 0 and use_cache:  # one prefill per prompt, repeated for the model's m coalitions
-                out = policies.forward(component, input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                       cache=caches[component])
-                if m > 1:
-                    caches[component].batch_repeat_interleave(m)
-                    out = out.repeat_interleave(m, dim=0)
-                out = coef * out
-            else:
-                out = coef * policies.forward(
-                    component, input_ids=seq.index_select(0, rows)[:, fresh], attention_mask=att.index_select(0, rows),
-                    position_ids=pos.index_select(0, rows)[:, fresh], cache=caches[component])
-            if logits is None:
-                logits = torch.zeros(g * b, out.shape[1], dtype=torch.float32)
-            logits.index_add_(0, rows, out)  # 0 + 1·logits is exact: a one-model policy is that model
-        scores = warp(seq, logits)
+        scores = warp(state.seq, state.composed_logits(step))
         if config.greedy:
             next_ids = scores.argmax(-1)
         else:
             probs = torch.softmax(scores, dim=-1)
             # One noise row per prompt, shared by the group's coalitions; argmax(p / Exp(1)) = torch.multinomial.
-            noise = torch.empty((b, probs.shape[1]), dtype=probs.dtype).exponential_(1, generator=generator)
-            next_ids = (probs.view(g, b, -1) / noise).argmax(-1).view(-1)
-        next_ids = torch.where(unfinished, next_ids, torch.full_like(next_ids, pad_id))
-        steps.append(next_ids)
-        unfinished &= next_ids != eos_id
-        if not unfinished.any():
+            noise = torch.empty((state.b, probs.shape[1]), dtype=probs.dtype).exponential_(1, generator=generator)
+            next_ids = (probs.view(state.g, state.b, -1) / noise).argmax(-1).view(-1)
+        steps.append(state.advance(next_ids))
+        if not state.unfinished.any():
             break
-        seq = torch.cat([seq, next_ids[:, None]], dim=1)
-        att = torch.cat([att, torch.ones((g * b, 1), dtype=att.dtype)], dim=1)
-        pos = torch.cat([pos, pos[:, -1:] + 1], dim=1)
-        _prune(plan, caches, unfinished)
-    return _rows(torch.stack(steps, dim=1).view(g, b, -1).tolist(), eos_id)
+    return _rows(torch.stack(steps, dim=1).view(state.g, state.b, -1).tolist(), state.eos_id)
+
+
+class _Group:
+    """The rows (coalition × prompt) of one decoding group: sequences, masks, positions, one cache per model."""
+
+    def __init__(self, policies, coefficients: np.ndarray, prompt_ids, use_cache: bool) -> None:
+        import torch
+
+        self.policies, self.use_cache = policies, use_cache
+        self.pad_id, self.eos_id = policies.tokenizer.pad_token_id, policies.tokenizer.eos_token_id
+        self.g, self.b = coefficients.shape[0], len(prompt_ids)
+        self.prompt = _left_pad(prompt_ids, self.pad_id)
+        self.seq, self.att, self.pos = (t.repeat(self.g, 1) for t in self.prompt)
+        self.plan = _plan(coefficients, self.b)
+        self.caches = {c: policies.new_cache(c) if use_cache else None for c, *_ in self.plan}
+        self.unfinished = torch.ones(self.g * self.b, dtype=torch.bool)
+
+    def composed_logits(self, step: int):
+        """Σ_j c_j · logits_j for every row (0 + 1·logits is exact: a one-model policy is that model)."""
+        import torch
+
+        logits = None
+        for component, rows, coef, m in self.plan:
+            if rows.numel():
+                out = coef * self._forward(component, rows, m, prefill=step == 0 and self.use_cache)
+                if logits is None:
+                    logits = torch.zeros(self.g * self.b, out.shape[1], dtype=torch.float32)
+                logits.index_add_(0, rows, out)
+        return logits
+
+    def _forward(self, component: int, rows, m: int, *, prefill: bool):
+        if prefill:  # one prefill per prompt, repeated for the model's m coalitions
+            input_ids, mask, positions = self.prompt
+            out = self.policies.forward(component, input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                        cache=self.caches[component])
+            if m > 1:
+                self.caches[component].batch_repeat_interleave(m)
+                out = out.repeat_interleave(m, dim=0)
+            return out
+        fresh = slice(-1, None) if self.use_cache else slice(None)
+        return self.policies.forward(
+            component, input_ids=self.seq.index_select(0, rows)[:, fresh],
+            attention_mask=self.att.index_select(0, rows), position_ids=self.pos.index_select(0, rows)[:, fresh],
+            cache=self.caches[component])
+
+    def advance(self, next_ids):
+        """Append the step's tokens (padding for finished rows) and drop finished rows from the caches."""
+        import torch
+
+        next_ids = torch.where(self.unfinished, next_ids, torch.full_like(next_ids, self.pad_id))
+        self.unfinished &= next_ids != self.eos_id
+        self.seq = torch.cat([self.seq, next_ids[:, None]], dim=1)
+        self.att = torch.cat([self.att, torch.ones((self.g * self.b, 1), dtype=self.att.dtype)], dim=1)
+        self.pos = torch.cat([self.pos, self.pos[:, -1:] + 1], dim=1)
+        _prune(self.plan, self.caches, self.unfinished)
+        return next_ids
 
 
 def _rows(generated: list[list[list[int]]], eos_id: int) -> list[list[list[int]]]:
