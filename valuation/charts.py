@@ -201,10 +201,22 @@ def signature_scatter(names: Sequence[str], x_values: Sequence[float], y_values:
         hovertemplate="%{text}<br>" + x_objective + " φ %{x:.5f}<br>" + y_objective + " φ %{y:.5f}<extra></extra>")
     axes = [dict(ZERO_LINE), dict(ZERO_LINE, xref="paper", yref="y", x0=0, x1=1, y0=0, y1=0)]
     return go.Figure(data=[points], layout=base_layout(
-        x_title=f"φ for {x_objective}", y_title=f"φ for {y_objective}", height=460, showlegend=False, shapes=axes))
+        x_title=f"φ for {x_objective}", y_title=f"φ for {y_objective}", height=460, showlegend=False, shapes=axes,
+        xaxis={"range": _plane_range(x_values, x_ci)}, yaxis={"range": _plane_range(y_values, y_ci, top=0.18)}))
 
 
-OBJECTIVE_PATTERNS = ("", "/", ".", "x", "-", "|", "+", "\\")  # one per objective: bars differ beyond colour
+def _plane_range(values: Sequence[float], ci, *, top: float = 0.08) -> list[float]:
+    """Both signs' extremes (zero included, CIs too), with room for the owner names above the points."""
+    lows = [min(v, low) for v, (low, _) in zip(values, ci)] if ci else list(values)
+    highs = [max(v, high) for v, (_, high) in zip(values, ci)] if ci else list(values)
+    low, high = min(lows + [0.0]), max(highs + [0.0])
+    span = (high - low) or 1.0
+    return [low - 0.08 * span, high + top * span]
+
+
+OBJECTIVE_PATTERNS = ("", ".", "x", "-", "|", "+", "/", "\\")  # one per objective: bars differ beyond colour
+# Objective colours: never the orange that marks a negative value elsewhere on the page.
+OBJECTIVE_COLOURS = (ACCENT, "#0f766e", "#7c3aed", "#4b5563", "#0369a1", "#15803d", "#a16207", "#be185d")
 
 
 def objective_bars(objectives: Sequence[str], rows: Sequence[Mapping]) -> go.Figure:
@@ -220,7 +232,8 @@ def objective_bars(objectives: Sequence[str], rows: Sequence[Mapping]) -> go.Fig
         ci = [(v.get("ci_low", 0.0), v.get("ci_high", 0.0)) for v in values]
         traces.append(go.Bar(
             name=name, orientation="h", y=owners, x=x, error_x=_ci_error([v or 0.0 for v in x], ci),
-            marker={"pattern": {"shape": OBJECTIVE_PATTERNS[k % len(OBJECTIVE_PATTERNS)]}},
+            marker={"color": OBJECTIVE_COLOURS[k % len(OBJECTIVE_COLOURS)],
+                    "pattern": {"shape": OBJECTIVE_PATTERNS[k % len(OBJECTIVE_PATTERNS)]}},
             text=[None if v is None else f"{v:+.3f}" for v in x], textposition="outside", cliponaxis=False,
             hovertemplate="%{y}: " + name + " φ = %{x:.5f}<extra></extra>"))
     height = 110 + 22 * max(len(owners), 1) * max(len(objectives), 1)
