@@ -67,3 +67,26 @@ def _write(valuation_round, values, stderr, interactions, coalition_rows, progre
         progress=progress or {stage: {"done": 3, "total": 3} for stage in ValuationRound.STAGES},
         timings=timings or {"training": 12.5, "scoring": 3.25, "valuing": 0.5}, finished_at=timezone.now(),
         payout_note=split.reason or "")
+
+
+def write_objective_values(valuation_round: ValuationRound, per_objective: dict[str, list[float]], *,
+                           stderr: float = 0.0, payout: dict | None = None) -> ValuationRound:
+    """A reward round's values per objective (participant-index order) and its config["reward"] block,
+    as the generation stage records them."""
+    from valuation.models import ObjectiveValue
+
+    participants = list(valuation_round.participants.select_related("owner").order_by("index"))
+    ObjectiveValue.objects.bulk_create(
+        ObjectiveValue(round=valuation_round, owner=p.owner, objective=name, shapley=vec[p.index], stderr=stderr,
+                       ci_low=vec[p.index] - 1.96 * stderr, ci_high=vec[p.index] + 1.96 * stderr,
+                       n_evaluations=2 ** len(participants), method="exact" if not stderr else "kernel")
+        for name, vec in per_objective.items() for p in participants)
+    names = list(per_objective)
+    config = dict(valuation_round.config, reward={
+        "objectives": [{"name": name, "judge": f"valuation.engine.synthetic:{name}_judge"} for name in names],
+        "payout": payout or {name: 1 / len(names) for name in names}, "prompts": 8,
+        "decoding": {"max_new_tokens": 40, "temperature": 1.0, "top_p": 1.0, "greedy": False, "seed": 0,
+                     "batch_size": 64, "max_prompt_tokens": 192, "max_batch_rows": 512}})
+    ValuationRound.objects.filter(pk=valuation_round.pk).update(config=config, utility="reward")
+    valuation_round.refresh_from_db()
+    return valuation_round

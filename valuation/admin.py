@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from .models import CoalitionUtility, OwnerModel, OwnerValue, Payout, RoundOwner, ScoreCache, ValuationRound
+from .models import (CoalitionGeneration, CoalitionUtility, ObjectiveValue, OwnerModel, OwnerValue, Payout, RoundOwner,
+                     ScoreCache, ValuationRound)
 
 
 class RoundOwnerInline(admin.TabularInline):
@@ -53,3 +54,16 @@ class PayoutAdmin(admin.ModelAdmin):
 class CoalitionUtilityAdmin(admin.ModelAdmin):
     list_display = ["round", "mask", "size", "value"]
     list_filter = ["round"]
+
+
+@admin.register(ObjectiveValue)
+class ObjectiveValueAdmin(admin.ModelAdmin):
+    list_display = ["round", "owner", "objective", "shapley", "ci_low", "ci_high", "method"]
+    list_filter = ["round", "objective"]
+
+
+@admin.register(CoalitionGeneration)
+class CoalitionGenerationAdmin(admin.ModelAdmin):
+    list_display = ["round", "mask", "size", "scores", "n_tokens", "seconds"]
+    list_filter = ["round"]
+    readonly_fields = ["round", "mask", "size", "scores", "responses", "n_tokens", "seconds"]

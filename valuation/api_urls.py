@@ -9,5 +9,6 @@ urlpatterns = [
     path("rounds/<int:round_id>/payouts/", apis.RoundPayoutsApi.as_view(), name="round-payouts"),
     path("rounds/<int:round_id>/approve/", apis.RoundApproveApi.as_view(), name="round-approve"),
     path("rounds/<int:round_id>/verify/", apis.RoundVerifyApi.as_view(), name="round-verify"),
+    path("rounds/<int:round_id>/generations/", apis.RoundGenerationsApi.as_view(), name="round-generations"),
     path("rounds/<int:round_id>/fidelity/", apis.RoundFidelityApi.as_view(), name="round-fidelity"),
 ]

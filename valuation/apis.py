@@ -13,7 +13,8 @@ from rest_framework.views import APIView
 from marketplace.models import EvalSet
 
 from . import fidelity, selectors, services
-from .models import Composition, Estimator, FidelityReport, OwnerValue, Payout, Utility, ValuationRound
+from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, Utility,
+                     ValuationRound)
 
 
 class RoundOutputSerializer(serializers.ModelSerializer):
@@ -44,6 +45,17 @@ class RoundInputSerializer(serializers.Serializer):
     budget = serializers.IntegerField(min_value=1, required=False, help_text="utility evaluations for the estimator")
     target = serializers.FloatField(min_value=1e-6, max_value=0.999999, required=False,
                                     help_text="stop sampling when at most this share of the pool may be misallocated")
+    objectives = serializers.ListField(
+        child=serializers.JSONField(), required=False,
+        help_text="utility 'reward' only: objectives as {\"name\", \"judge\"} or \"name=judge\"; a judge is a dotted "
+                  "path to score(prompts, responses), a reward-model directory, or helpfulness / harmlessness")
+    payout_objective = serializers.JSONField(
+        required=False, help_text="utility 'reward': an objective name or weights {name: w} (default: equal blend)")
+    decoding = serializers.DictField(
+        required=False, help_text="utility 'reward': max_new_tokens, temperature, top_p, greedy, seed, batch_size, "
+                                  "max_prompt_tokens, max_batch_rows")
+    prompts = serializers.IntegerField(min_value=1, required=False,
+                                       help_text="utility 'reward': eval prompts decoded per coalition (default 128)")
 
 
 class RoundListCreateApi(APIView):
@@ -70,7 +82,8 @@ class RoundListCreateApi(APIView):
                 base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
                 estimator=data["estimator"], seed=data["seed"], beta=data.get("beta"), training=data["training"],
                 owners=data.get("owners"), budget=data.get("budget"), target=data.get("target"),
-                created_by=request.user)
+                objectives=data.get("objectives"), payout_objective=data.get("payout_objective"),
+                decoding=data.get("decoding"), prompts=data.get("prompts"), created_by=request.user)
             valuation_round = services.round_queue(valuation_round=valuation_round)
         return Response(RoundOutputSerializer(valuation_round).data, status=status.HTTP_201_CREATED)
 
@@ -97,9 +110,15 @@ class RoundValuesApi(APIView):
     def get(self, request, round_id: int):
         valuation_round = selectors.round_get_for(user=request.user, round_id=round_id)
         values = selectors.round_values(valuation_round=valuation_round, user=request.user)
-        return Response({"round": valuation_round.pk, "status": valuation_round.status,
-                         "estimator": valuation_round.estimator_used, "utility": valuation_round.utility,
-                         "values": ValueOutputSerializer(values, many=True).data})
+        body = {"round": valuation_round.pk, "status": valuation_round.status,
+                "estimator": valuation_round.estimator_used, "utility": valuation_round.utility,
+                "values": ValueOutputSerializer(values, many=True).data}
+        if valuation_round.config.get("reward"):  # values per objective (the caller's own row for an owner)
+            table = selectors.round_objective_values(valuation_round=valuation_round, user=request.user)
+            body["payout_objective"] = table["payout"]
+            body["objectives"] = {name: [dict(row["values"][name], owner=row["username"]) for row in table["rows"]
+                                         if name in row["values"]] for name in table["objectives"]}
+        return Response(body)
 
 
 class PayoutOutputSerializer(serializers.ModelSerializer):
@@ -190,3 +209,34 @@ class RoundFidelityApi(APIView):
         if not request.user.is_staff:
             data = {k: data[k] for k in OWNER_FIDELITY_FIELDS}
         return Response(data)
+
+
+class GenerationOutputSerializer(serializers.ModelSerializer):
+    members = serializers.SerializerMethodField()
+
+    def get_members(self, generation) -> list[str]:
+        return [name for index, name in self.context["names"].items() if generation.mask >> index & 1]
+
+    class Meta:
+        model = CoalitionGeneration
+        fields = ["mask", "size", "members", "scores", "n_tokens", "seconds", "responses"]
+
+
+class RoundGenerationsApi(APIView):
+    """Staff: what every decoded coalition of a reward round generated, with its utility per objective
+    (responses in eval-prompt order; `prompts` lists those prompts). Paginated by coalition."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=GenerationOutputSerializer(many=True))
+    def get(self, request, round_id: int):
+        valuation_round = selectors.round_get(round_id=round_id)
+        if not valuation_round.config.get("reward"):
+            raise Http404("only a reward round generates")
+        names = {p.index: p.owner.user.username for p in selectors.round_participants(valuation_round=valuation_round)}
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(valuation_round.generations.order_by("mask"), request, view=self)
+        response = paginator.get_paginated_response(
+            GenerationOutputSerializer(page, many=True, context={"names": names}).data)
+        response.data["prompts"] = selectors.round_prompts(valuation_round=valuation_round)
+        return response

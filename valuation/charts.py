@@ -175,16 +175,71 @@ def interaction_heatmap(names: Sequence[str], matrix: Sequence[Sequence[float]])
                                                      yaxis={"autorange": "reversed"}))
 
 
+def _ci_error(values: Sequence[float], ci: Sequence[Sequence[float]] | None) -> dict:
+    if not ci or not any(high > low for low, high in ci):
+        return {"visible": False}
+    return {"type": "data", "symmetric": False, "color": MUTED, "thickness": 1.2,
+            "array": [max(high - v, 0.0) for v, (_, high) in zip(values, ci)],
+            "arrayminus": [max(v - low, 0.0) for v, (low, _) in zip(values, ci)]}
+
+
 def signature_scatter(names: Sequence[str], x_values: Sequence[float], y_values: Sequence[float], *,
-                      x_objective: str, y_objective: str) -> go.Figure:
-    """Each owner's data signature: its Shapley value under two objectives, one point per owner, named."""
+                      x_objective: str, y_objective: str, x_ci: Sequence[Sequence[float]] | None = None,
+                      y_ci: Sequence[Sequence[float]] | None = None) -> go.Figure:
+    """Each owner's data signature: its Shapley value under two objectives, one named point per owner.
+
+    Zero lines split the plane into what an owner's data does for each objective (the seed paper's
+    helpfulness/harmlessness figure); a point left of or below zero made that objective worse, and is
+    drawn as an orange cross as well as placed there. Whiskers are 95% CIs when the values were sampled.
+    """
+    hurts = [x < 0 or y < 0 for x, y in zip(x_values, y_values)]
     points = go.Scatter(
         name="owner", mode="markers+text", x=list(x_values), y=list(y_values), text=list(names),
-        textposition="top center", marker={"color": ACCENT, "size": 10},
-        hovertemplate="%{text}<br>" + x_objective + " %{x:.5f}<br>" + y_objective + " %{y:.5f}<extra></extra>")
+        textposition="top center", error_x=_ci_error(x_values, x_ci), error_y=_ci_error(y_values, y_ci),
+        marker={"color": [WARN if h else ACCENT for h in hurts], "size": 11,
+                "symbol": ["x" if h else "circle" for h in hurts]},
+        hovertemplate="%{text}<br>" + x_objective + " φ %{x:.5f}<br>" + y_objective + " φ %{y:.5f}<extra></extra>")
     axes = [dict(ZERO_LINE), dict(ZERO_LINE, xref="paper", yref="y", x0=0, x1=1, y0=0, y1=0)]
     return go.Figure(data=[points], layout=base_layout(
-        x_title=f"φ for {x_objective}", y_title=f"φ for {y_objective}", height=420, showlegend=False, shapes=axes))
+        x_title=f"φ for {x_objective}", y_title=f"φ for {y_objective}", height=460, showlegend=False, shapes=axes,
+        xaxis={"range": _plane_range(x_values, x_ci)}, yaxis={"range": _plane_range(y_values, y_ci, top=0.18)}))
+
+
+def _plane_range(values: Sequence[float], ci, *, top: float = 0.08) -> list[float]:
+    """Both signs' extremes (zero included, CIs too), with room for the owner names above the points."""
+    lows = [min(v, low) for v, (low, _) in zip(values, ci)] if ci else list(values)
+    highs = [max(v, high) for v, (_, high) in zip(values, ci)] if ci else list(values)
+    low, high = min(lows + [0.0]), max(highs + [0.0])
+    span = (high - low) or 1.0
+    return [low - 0.08 * span, high + top * span]
+
+
+OBJECTIVE_PATTERNS = ("", ".", "x", "-", "|", "+", "/", "\\")  # one per objective: bars differ beyond colour
+# Objective colours: never the orange that marks a negative value elsewhere on the page.
+OBJECTIVE_COLOURS = (ACCENT, "#0f766e", "#7c3aed", "#4b5563", "#0369a1", "#15803d", "#a16207", "#be185d")
+
+
+def objective_bars(objectives: Sequence[str], rows: Sequence[Mapping]) -> go.Figure:
+    """Every owner's Shapley value under every objective of a reward round, grouped by owner, with 95% CIs.
+
+    rows: [{"owner": name, "values": {objective: {"shapley", "ci_low", "ci_high"}}}] (participant order).
+    """
+    owners = [r["owner"] for r in rows]
+    traces = []
+    for k, name in enumerate(objectives):
+        values = [r["values"].get(name, {}) for r in rows]
+        x = [v.get("shapley") for v in values]
+        ci = [(v.get("ci_low", 0.0), v.get("ci_high", 0.0)) for v in values]
+        traces.append(go.Bar(
+            name=name, orientation="h", y=owners, x=x, error_x=_ci_error([v or 0.0 for v in x], ci),
+            marker={"color": OBJECTIVE_COLOURS[k % len(OBJECTIVE_COLOURS)],
+                    "pattern": {"shape": OBJECTIVE_PATTERNS[k % len(OBJECTIVE_PATTERNS)]}},
+            text=[None if v is None else f"{v:+.3f}" for v in x], textposition="outside", cliponaxis=False,
+            hovertemplate="%{y}: " + name + " φ = %{x:.5f}<extra></extra>"))
+    height = 110 + 22 * max(len(owners), 1) * max(len(objectives), 1)
+    return go.Figure(data=traces, layout=base_layout(
+        x_title=VALUE_AXIS, y_title="owner", height=height, barmode="group", shapes=[ZERO_LINE],
+        yaxis={"categoryorder": "array", "categoryarray": owners, "autorange": "reversed"}))
 
 
 def fidelity_scatter(report: Mapping) -> go.Figure:

@@ -17,3 +17,28 @@ class RoundForm(forms.Form):
     composition = forms.ChoiceField(choices=Composition.choices)
     estimator = forms.ChoiceField(choices=Estimator.choices)
     seed = forms.IntegerField(min_value=0, initial=0)
+    budget = forms.IntegerField(min_value=1, required=False,
+                                help_text="utility evaluations per Shapley estimate (blank: 2^20, or 128 for reward)")
+    # Utility "reward" only: the objectives, the payout objective and how coalitions decode.
+    objectives = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2, "placeholder": "helpfulness\nharmlessness"}),
+        help_text="reward utility: one objective per line, name=judge (a dotted path to score(prompts, responses) "
+                  "or a reward-model directory) or a built-in judge name: helpfulness, harmlessness")
+    payout_objective = forms.CharField(
+        required=False, max_length=500, widget=forms.TextInput(attrs={"placeholder": "helpfulness=0.5, harmlessness=0.5"}),
+        help_text="reward utility: the objective the pool is split by, or a weighted blend (blank: equal blend)")
+    prompts = forms.IntegerField(min_value=1, required=False, help_text="reward utility: eval prompts per coalition "
+                                                                        "(blank: 128)")
+    max_new_tokens = forms.IntegerField(min_value=1, required=False, help_text="reward utility (blank: 40)")
+    temperature = forms.FloatField(min_value=1e-6, required=False, help_text="reward utility (blank: 1.0)")
+    top_p = forms.FloatField(min_value=1e-6, max_value=1.0, required=False, help_text="reward utility (blank: 1.0)")
+    greedy = forms.BooleanField(required=False, help_text="reward utility: decode greedily instead of sampling")
+
+    def reward_options(self) -> dict:
+        """The reward-utility options the admin filled in, as round_create's keyword arguments."""
+        data = self.cleaned_data
+        decoding = {key: data[key] for key in ("max_new_tokens", "temperature", "top_p") if data.get(key) is not None}
+        if data.get("greedy"):
+            decoding["greedy"] = True
+        return {"objectives": data.get("objectives") or None, "payout_objective": data.get("payout_objective") or None,
+                "prompts": data.get("prompts"), "decoding": decoding or None}

@@ -19,6 +19,7 @@ from marketplace.models import Contribution, DataOwner, EvalSet
 class Utility(models.TextChoices):
     PREFERENCE_ACCURACY = "preference_accuracy", "preference accuracy (0–1)"
     BT_LOGLIK = "bt_loglik", "Bradley–Terry log-likelihood (≤ 0)"
+    REWARD = "reward", "reward: judged generations of the composed model (per objective)"
 
 
 class Composition(models.TextChoices):
@@ -291,3 +292,39 @@ class FidelityReport(models.Model):
         return {"metric": names.get(h["utility"], h["utility"]), "mode": h["mode"], "composition": h["composition"],
                 "note": note, "summary": {k: v for k, v in summary.items() if v is not None}, "rows": rows,
                 "report_id": self.pk}
+
+
+class ObjectiveValue(models.Model):
+    """One owner's Shapley value under one objective of a `reward` round; across objectives it is the
+    owner's data signature. The round's OwnerValue rows hold the payout objective's values."""
+
+    round = models.ForeignKey(ValuationRound, on_delete=models.CASCADE, related_name="objective_values")
+    owner = models.ForeignKey(DataOwner, on_delete=models.PROTECT, related_name="objective_values")
+    objective = models.CharField(max_length=32)
+    shapley = models.FloatField()
+    stderr = models.FloatField(default=0.0)
+    ci_low = models.FloatField()
+    ci_high = models.FloatField()
+    n_evaluations = models.BigIntegerField()  # utility evaluations of this objective's estimate
+    method = models.CharField(max_length=24)  # estimator that produced it ("exact", "kernel", ...)
+
+    class Meta:
+        ordering = ["round_id", "objective", "-shapley"]
+        constraints = [models.UniqueConstraint(fields=["round", "owner", "objective"], name="objectivevalue_unique")]
+
+
+class CoalitionGeneration(models.Model):
+    """A coalition's responses to the eval prompts in a `reward` round, with its utility per objective.
+    Written as each coalition is decoded, so a resumed round decodes nothing twice."""
+
+    round = models.ForeignKey(ValuationRound, on_delete=models.CASCADE, related_name="generations")
+    mask = models.BigIntegerField()  # bit i ⇔ participant index i is in the coalition
+    size = models.PositiveSmallIntegerField()
+    scores = models.JSONField()  # {objective: mean judge score}
+    responses = models.JSONField()  # one text per eval prompt, in prompt order
+    n_tokens = models.PositiveIntegerField()
+    seconds = models.FloatField()
+
+    class Meta:
+        ordering = ["round_id", "mask"]
+        constraints = [models.UniqueConstraint(fields=["round", "mask"], name="coalitiongeneration_unique")]

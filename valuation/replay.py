@@ -159,7 +159,9 @@ def _revalue(r, participants, model_dirs, eval_set, report: ReplayReport, on_pro
             on_progress("scoring", done, len(model_dirs) + 1)
         scores.append(score_model(path, r.base_model_path, eval_set))
     D = delta_matrix(scores[0], scores[1:])
-    valuation = compute_values(r, D, np.array([p.n_pairs for p in participants], dtype=np.int64))
+    # A reward round decodes its coalitions afresh from these (hash-checked) models, without its stored generations.
+    valuation = compute_values(r, D, np.array([p.n_pairs for p in participants], dtype=np.int64),
+                               model_dirs=[str(d) for d in model_dirs], on_progress=on_progress)
     split = split_pool([float(x) for x in valuation.result.values], Decimal(r.pool), policy="clip",
                        decimals=r.decimals)
     _compare(r, participants, valuation, split, report)
@@ -178,6 +180,12 @@ def _compare(r, participants, valuation, split, report: ReplayReport) -> None:
         amount, paid = split.amounts[p.index], payouts.get(p.owner_id)
         report.payouts.append({"owner": p.owner.name, "recorded": None if paid is None else str(paid.quantize(unit)),
                                "replayed": str(amount.quantize(unit)), "equal": paid == amount})
+    recorded_objectives = {(v.owner_id, v.objective): v.shapley for v in r.objective_values.all()}
+    for name, result in valuation.objectives.items():
+        unequal = [p.owner.name for p in participants
+                   if recorded_objectives.get((p.owner_id, name)) != float(result.values[p.index])]
+        report.check(f"values for objective {name}", not unequal,
+                     f"differ for {', '.join(unequal)}" if unequal else "bit-identical")
     if valuation.table is not None and r.utilities_hash:
         with tempfile.TemporaryDirectory() as tmp:
             np.save(Path(tmp) / "utilities.npy", valuation.table)

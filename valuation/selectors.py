@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet, Sum
 from django.http import Http404
 
-from .models import OwnerValue, Payout, RoundOwner, ValuationRound
+from .models import ObjectiveValue, OwnerValue, Payout, RoundOwner, ValuationRound
 
 
 def contribution_used_in_round(*, contribution) -> bool:
@@ -151,17 +151,81 @@ def round_interactions(*, valuation_round: ValuationRound, names: dict[int, str]
             "rows": [{"owner": name, "cells": row} for name, row in zip(ordered, matrix)]}
 
 
-def round_signature(*, valuation_round: ValuationRound, names: dict[int, str]) -> dict | None:
-    """The first two objectives' value vectors ({objective: [φ by participant index]}), when the round has them."""
-    per_objective = getattr(valuation_round, "objective_values", None) or valuation_round.config.get(
-        "objective_values") or {}
-    usable = [(k, vec) for k, vec in per_objective.items() if len(vec) == len(names)]
-    if len(usable) < 2:
+def round_objective_values(*, valuation_round: ValuationRound, user=None) -> dict:
+    """A reward round's values per objective, owners in participant order:
+    {"objectives": [names, round order], "payout": {name: weight}, "rows": [{"owner", "index",
+    "values": {objective: {"shapley", "stderr", "ci_low", "ci_high"}}}]}. An owner gets their own row only."""
+    reward = valuation_round.config.get("reward") or {}
+    if not reward:  # not a reward round: nothing to read
+        return {"objectives": [], "payout": {}, "rows": []}
+    qs = ObjectiveValue.objects.filter(round=valuation_round).select_related("owner__user")
+    if user is not None and not user.is_staff:
+        qs = qs.filter(owner__user=user)
+    index = dict(valuation_round.participants.values_list("owner_id", "index"))
+    rows: dict[int, dict] = {}
+    for v in qs:
+        row = rows.setdefault(v.owner_id, {"owner": v.owner.name, "username": v.owner.user.username,
+                                           "index": index.get(v.owner_id, 0), "values": {}})
+        row["values"][v.objective] = {"shapley": v.shapley, "stderr": v.stderr, "ci_low": v.ci_low,
+                                      "ci_high": v.ci_high}
+    present = {name for row in rows.values() for name in row["values"]}
+    names = [o["name"] for o in reward.get("objectives", []) if o["name"] in present]
+    for row in rows.values():  # the round's objective order, as the table's columns
+        row["values"] = {name: row["values"][name] for name in names if name in row["values"]}
+    return {"objectives": names, "payout": reward.get("payout", {}),
+            "rows": sorted(rows.values(), key=lambda row: row["index"])}
+
+
+def round_signature(*, valuation_round: ValuationRound, table: dict | None = None, x: str | None = None,
+                    y: str | None = None) -> dict | None:
+    """Each owner's values under two objectives (default: the round's first two), with 95% CIs, when it has them.
+    `table` is the round's `round_objective_values` when the caller has it already."""
+    table = table if table is not None else round_objective_values(valuation_round=valuation_round)
+    names = table["objectives"]
+    if len(names) < 2:
         return None
-    (x_objective, x), (y_objective, y) = usable[:2]
-    ordered = [names[i] for i in sorted(names)]
-    return {"names": ordered, "x_values": x, "y_values": y, "x_objective": x_objective, "y_objective": y_objective,
-            "rows": [{"owner": name, "x": a, "y": b} for name, a, b in zip(ordered, x, y)]}
+    x = x if x in names else names[0]
+    y = y if y in names and y != x else next(name for name in names if name != x)
+    rows = [r for r in table["rows"] if x in r["values"] and y in r["values"]]
+    return {"names": [r["owner"] for r in rows], "x_objective": x, "y_objective": y,
+            "x_values": [r["values"][x]["shapley"] for r in rows], "y_values": [r["values"][y]["shapley"] for r in rows],
+            "x_ci": [(r["values"][x]["ci_low"], r["values"][x]["ci_high"]) for r in rows],
+            "y_ci": [(r["values"][y]["ci_low"], r["values"][y]["ci_high"]) for r in rows],
+            "rows": [{"owner": r["owner"], "x": r["values"][x]["shapley"], "y": r["values"][y]["shapley"]}
+                     for r in rows]}
+
+
+def round_prompts(*, valuation_round: ValuationRound) -> list[str]:
+    """The eval prompts a reward round's coalitions answered, in order (empty for other utilities)."""
+    from .stages.generation import eval_prompts
+
+    reward = valuation_round.config.get("reward")
+    return eval_prompts(valuation_round.eval_set, reward["prompts"]) if reward else []
+
+
+def round_generations(*, valuation_round: ValuationRound, names: dict[int, str], limit: int = 3) -> dict | None:
+    """What ∅, each owner alone and everyone together generated for the first `limit` eval prompts
+    (reward rounds): {"prompts": [...], "coalitions": [{"label", "mask", "scores", "responses"}]}."""
+    from .stages.generation import eval_prompts
+
+    n = len(names)
+    if not n or not valuation_round.config.get("reward"):
+        return None
+    wanted = [0] + [1 << i for i in sorted(names)] + ([(1 << n) - 1] if n > 1 else [])
+    found = {g.mask: g for g in valuation_round.generations.filter(mask__in=wanted)}
+    if not found:
+        return None
+    prompts = eval_prompts(valuation_round.eval_set, limit)
+    out = []
+    for mask in wanted:
+        g = found.get(mask)
+        if g is None:
+            continue
+        members = [names[i] for i in sorted(names) if mask >> i & 1]
+        label = "∅ (base model)" if not members else ("everyone" if mask == (1 << n) - 1 and n > 1 else members[0])
+        out.append({"label": label, "mask": mask, "scores": g.scores,
+                    "pairs": list(zip(prompts, g.responses[:limit]))})
+    return {"prompts": prompts, "coalitions": out} if out else None
 
 
 def round_fidelity(*, valuation_round: ValuationRound) -> dict | None:
@@ -199,6 +263,9 @@ def round_statement(*, valuation_round: ValuationRound, owner) -> dict:
         raise Http404("this owner did not take part in the round")
     value = valuation_round.values.filter(owner=owner).first()
     payout = valuation_round.payouts.filter(owner=owner).first()
+    objectives = [row for row in round_objective_values(valuation_round=valuation_round, user=owner.user)["rows"]
+                  if row["username"] == owner.user.username]
     return {"round": valuation_round, "owner": owner, "value": value, "payout": payout,
             "amount": money(payout.amount, valuation_round.decimals) if payout else None,
-            "totals": round_payout_totals(valuation_round=valuation_round)}
+            "totals": round_payout_totals(valuation_round=valuation_round),
+            "objectives": objectives[0]["values"] if objectives else {}}

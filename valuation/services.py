@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from marketplace.models import Contribution, DataOwner, EvalSet
 
+from . import objectives as objectives_module
 from . import stages
 from .engine.sampling import DEFAULT_TARGET  # stop sampling once ≤ 1% of the pool could be misallocated
 from .models import Composition, Estimator, Payout, RoundOwner, Utility, ValuationRound
@@ -58,8 +59,11 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
                  composition: str = Composition.SUM, estimator: str = Estimator.AUTO, seed: int = 0,
                  currency: str = "USD", decimals: int = 2, training: dict | None = None, beta: float | None = None,
                  owners: list[str] | None = None, budget: int | None = None, target: float | None = None,
+                 objectives=None, payout_objective=None, decoding: dict | None = None, prompts: int | None = None,
                  created_by=None) -> ValuationRound:
-    """Validate the request, snapshot the participating owners' data, record the full config."""
+    """Validate the request, snapshot the participating owners' data, record the full config.
+
+    `objectives`, `payout_objective`, `decoding` and `prompts` configure a `reward` round (objectives.py)."""
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
     _validate_choice(estimator, Estimator, "estimator")
@@ -70,8 +74,15 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     if not (base_dir / "config.json").is_file():
         raise ValidationError(f"'{base_model_dir}' is not a Hugging Face model directory (no config.json)")
     participants = _participants(owners)
+    reward = objectives_module.reward_settings_for(utility, objectives=objectives, payout_objective=payout_objective,
+                                                   decoding=decoding, prompts=prompts, seed=seed,
+                                                   n_owners=len(participants))
+    if reward is not None and budget is None:
+        budget = objectives_module.DEFAULT_BUDGET  # each coalition is a decoding pass, not array arithmetic
     budget, target = _check_budget(budget, target, estimator, len(participants))
     config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target)
+    if reward is not None:
+        config["reward"] = reward
     with transaction.atomic():
         valuation_round = ValuationRound(
             name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),

@@ -40,7 +40,8 @@ def round_new(request):
                 valuation_round = services.round_create(
                     name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
                     base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
-                    estimator=data["estimator"], seed=data["seed"], created_by=request.user)
+                    estimator=data["estimator"], seed=data["seed"], budget=data.get("budget"),
+                    created_by=request.user, **form.reward_options())
                 services.round_queue(valuation_round=valuation_round)
         except ValidationError as exc:
             form.add_error(None, "; ".join(exc.messages))
@@ -131,14 +132,31 @@ class RoundResults:
         return charts.interaction_heatmap(i["names"], i["matrix"]) if i else None
 
     @cached_property
+    def objective_table(self) -> dict:
+        return selectors.round_objective_values(valuation_round=self.round)
+
+    @cached_property
+    def objectives(self):
+        return self.objective_table if self.objective_table["rows"] else None
+
+    @cached_property
+    def objectives_chart(self):
+        o = self.objectives
+        return charts.objective_bars(o["objectives"], o["rows"]) if o else None
+
+    @cached_property
     def signature(self):
-        return selectors.round_signature(valuation_round=self.round, names=self.names)
+        return selectors.round_signature(valuation_round=self.round, table=self.objective_table)
 
     @cached_property
     def signature_chart(self):
         s = self.signature
         return charts.signature_scatter(s["names"], s["x_values"], s["y_values"], x_objective=s["x_objective"],
-                                        y_objective=s["y_objective"]) if s else None
+                                        y_objective=s["y_objective"], x_ci=s["x_ci"], y_ci=s["y_ci"]) if s else None
+
+    @cached_property
+    def generations(self):
+        return selectors.round_generations(valuation_round=self.round, names=self.names)
 
     @cached_property
     def fidelity(self):

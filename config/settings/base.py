@@ -139,6 +139,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # --- Valuation ----------------------------------------------------------------
 ARTIFACTS_DIR = Path(env("ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
 VALUATION_DEVICE = env("VALUATION_DEVICE", default="cpu")
+# Modules whose callables a `reward` round may name as judges (importing a module runs its code, so a
+# web/API request must not name arbitrary ones). Reward-model directories are always allowed.
+JUDGE_MODULES = env.list("JUDGE_MODULES", default=["valuation.engine.synthetic", "judges"])
 
 # --- Celery -------------------------------------------------------------------
 # SQLAlchemy transport on a SQLite file: a broker with no server to install.

@@ -23,7 +23,7 @@ from django.test import Client
 from marketplace.services import contribution_create, eval_set_create, owner_create
 from tests.browser.conftest import screenshot
 from tests.conftest import PASSWORD, jsonl_bytes, make_pairs
-from tests.dashboards import round_for, write_results
+from tests.dashboards import round_for, write_objective_values, write_results
 from valuation.models import Payout, ValuationRound
 
 pytestmark = pytest.mark.browser
@@ -155,12 +155,12 @@ def test_owner_uploads_staff_run_and_approve_a_round_owner_reads_statement(brows
     screenshot(browser, "03-round-progress")
     final = {"training": {"done": 3, "total": 3}, "scoring": {"done": 4, "total": 4},
              "valuing": {"done": 3, "total": 3}}
-    valuation_round.config = dict(valuation_round.config, objective_values={
-        "helpfulness": [0.4, 0.1, -0.1], "harmlessness": [0.1, 0.2, 0.0]}, fidelity={
+    valuation_round.config = dict(valuation_round.config, fidelity={
         "metric": "preference accuracy", "summary": {"max |difference|": 0.02},
         "rows": [{"label": "{carol}", "trained": 0.61, "composed": 0.62},
                  {"label": "{carol, dave}", "trained": 0.70, "composed": 0.68}]})
     valuation_round.save(update_fields=["config"])
+    write_objective_values(valuation_round, {"helpfulness": [0.4, 0.1, -0.1], "harmlessness": [0.1, 0.2, 0.0]})
     write_results(valuation_round, [0.3, 0.1, -0.05], progress=final,
                   timings={"training": 42.0, "scoring": 7.5, "valuing": 0.25},
                   interactions=[[0, 0.02, -0.01], [0.02, 0, 0.0], [-0.01, 0.0, 0]])

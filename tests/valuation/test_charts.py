@@ -111,6 +111,32 @@ def test_signature_scatter_names_every_owner_on_two_objective_axes():
     assert list(points.x) == [0.1, -0.2] and list(points.y) == [0.3, 0.4] and list(points.text) == ["a", "b"]
     assert points.mode == "markers+text"
     assert _axis_titles(fig) == ("φ for helpful", "φ for harmless")
+    assert list(points.marker.symbol) == ["circle", "x"]  # b hurts helpfulness: marked, not only coloured
+    assert points.error_x.visible is False  # exact values: no whiskers
+
+
+def test_signature_scatter_draws_sampled_values_confidence_intervals():
+    fig = charts.signature_scatter(["a", "b"], [0.1, -0.2], [0.3, 0.4], x_objective="helpful",
+                                   y_objective="harmless", x_ci=[(0.05, 0.2), (-0.3, -0.15)],
+                                   y_ci=[(0.3, 0.3), (0.4, 0.4)])
+    (points,) = fig.data
+    assert list(points.error_x.array) == pytest.approx([0.1, 0.05])
+    assert list(points.error_x.arrayminus) == pytest.approx([0.05, 0.1])
+    assert points.error_y.visible is False  # y was exact
+
+
+def test_objective_bars_group_every_owner_by_objective_with_intervals():
+    rows = [{"owner": "a", "values": {"helpful": {"shapley": 0.2, "ci_low": 0.1, "ci_high": 0.3},
+                                      "harmless": {"shapley": -0.1, "ci_low": -0.1, "ci_high": -0.1}}},
+            {"owner": "b", "values": {"helpful": {"shapley": 0.05, "ci_low": 0.0, "ci_high": 0.1},
+                                      "harmless": {"shapley": 0.3, "ci_low": 0.3, "ci_high": 0.3}}}]
+    fig = charts.objective_bars(["helpful", "harmless"], rows)
+    helpful, harmless = fig.data
+    assert helpful.name == "helpful" and list(helpful.y) == ["a", "b"] and list(helpful.x) == [0.2, 0.05]
+    assert list(harmless.x) == [-0.1, 0.3] and list(harmless.text) == ["-0.100", "+0.300"]
+    assert list(helpful.error_x.array) == pytest.approx([0.1, 0.05])
+    assert helpful.marker.pattern.shape != harmless.marker.pattern.shape  # told apart without colour
+    assert fig.layout.barmode == "group"
 
 
 def test_fidelity_scatter_plots_composed_against_trained_with_the_diagonal():

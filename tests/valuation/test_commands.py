@@ -66,6 +66,22 @@ def test_demo_command_sets_up_the_marketplace_and_runs_a_round(tiny_base_model, 
     assert Contribution.objects.get(owner__user__username="mallory").status == "refused"
     n_pairs = sum(n for _, _, n in synthetic.DEMO_OWNERS)
     assert PreferencePair.objects.count() == n_pairs
+    assert_demo_signatures(ValuationRound.objects.get(name="demo-signatures"), values)
     again = io.StringIO()
     call_command("demo", "--no-serve", stdout=again, stderr=io.StringIO())  # idempotent: reuses everything
-    assert ValuationRound.objects.count() == 1 and PreferencePair.objects.count() == n_pairs
+    assert ValuationRound.objects.count() == 2 and PreferencePair.objects.count() == n_pairs
+
+
+def assert_demo_signatures(r, first_round_values):
+    """The seed paper's figure on the demo domain: what each owner's data does to generations, per objective."""
+    assert r.status == "done" and r.utility == "reward" and r.estimator_used == "exact"
+    assert all(p.model_reused for p in r.participants.all())  # the first round's models: no training
+    phi = {(v.owner.name, v.objective): v.shapley for v in r.objective_values.all()}
+    helpful = {owner: phi[(owner, "helpfulness")] for owner, _, _ in synthetic.DEMO_OWNERS}
+    harmless = {owner: phi[(owner, "harmlessness")] for owner, _, _ in synthetic.DEMO_OWNERS}
+    assert max(helpful, key=helpful.get) == "alice", helpful  # clean helpful data: most helpful generations
+    assert max(harmless, key=harmless.get) == "bob", harmless  # clean harmless data: most harmless generations
+    assert helpful["dave"] < 0 and harmless["dave"] < 0  # the adversary hurts both
+    assert min(helpful, key=helpful.get) == "dave" and min(harmless, key=harmless.get) == "dave"
+    assert r.generations.count() == 2 ** len(synthetic.DEMO_OWNERS)
+    assert sum(p.amount for p in r.payouts.all()) == Decimal("1000.00")

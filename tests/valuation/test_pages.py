@@ -15,7 +15,7 @@ from django.test import Client
 
 from marketplace.services import eval_set_create, owner_create
 from tests.conftest import PASSWORD, jsonl_bytes, make_pairs
-from tests.dashboards import additive_table, round_for, write_results
+from tests.dashboards import additive_table, round_for, write_objective_values, write_results
 from valuation import selectors, services
 from valuation.models import Payout, ValuationRound
 
@@ -92,13 +92,17 @@ def test_round_page_of_an_active_round_polls_and_has_no_results_yet(eval_set, st
 def test_signature_and_fidelity_appear_when_the_round_has_them(eval_set, staff_user):
     fidelity = {"metric": "preference accuracy", "note": "composed vs. trained on pooled data",
                 "summary": {"spearman": 0.9}, "rows": [{"label": "{owner00}", "trained": 0.6, "composed": 0.61}]}
-    r = round_for("r-obj", eval_set, owners(2), config={
-        "beta": 0.1, "objective_values": {"helpful": [0.3, -0.1], "harmless": [0.05, 0.2]}, "fidelity": fidelity})
+    r = round_for("r-obj", eval_set, owners(2), config={"beta": 0.1, "fidelity": fidelity})
     write_results(r, [0.2, 0.1])
+    write_objective_values(r, {"helpful": [0.3, -0.1], "harmless": [0.05, 0.2]}, payout={"helpful": 0.25, "harmless": 0.75})
     html = body(client_for(staff_user).get(f"/rounds/{r.pk}/"))
     signature = figure(html, "signature-chart")
     assert signature["data"][0]["x"] == [0.3, -0.1] and signature["data"][0]["y"] == [0.05, 0.2]
     assert signature["layout"]["xaxis"]["title"]["text"] == "φ for helpful"
+    assert signature["data"][0]["marker"]["symbol"] == ["circle", "x"]  # owner01 hurts helpfulness
+    bars = figure(html, "objectives-chart")
+    assert [t["name"] for t in bars["data"]] == ["helpful", "harmless"] and bars["data"][1]["x"] == [0.05, 0.2]
+    assert "<dd>0.25 × helpful + 0.75 × harmless</dd>" in html and "An approximation." in html and "token-level arithmetic" in html
     assert figure(html, "fidelity-chart")["data"][0]["y"] == [0.61]
     assert "composed vs. trained on pooled data" in html and "spearman" in html
 
@@ -215,6 +219,16 @@ def test_an_owner_statement_shows_only_their_own_numbers_and_the_totals(done_rou
     assert (row["pool"], row["paid_in_round"], row["owners_in_round"], row["payout_status"]) == (
         "100.00", "100.00", "3", "draft")
     assert "owner01" not in json.dumps(rows)
+
+
+def test_a_reward_round_statement_shows_the_owners_own_signature_only(done_round):
+    r, (a, b, c) = done_round
+    write_objective_values(r, {"helpfulness": [0.123456, -0.5, 0.7], "harmlessness": [0.25, 0.9, -0.3]},
+                           payout={"harmlessness": 1.0})
+    html = body(client_for(a.user).get(f"/rounds/{r.pk}/statement/"))
+    assert "Your data signature" in html and "0.123456" in html and "0.250000" in html
+    assert "-0.500000" not in html and "0.900000" not in html and "0.700000" not in html  # others' values
+    assert "the payout uses harmlessness" in html
 
 
 def test_an_owner_cannot_read_another_owners_statement(done_round):

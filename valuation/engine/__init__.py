@@ -19,5 +19,9 @@ Modules, by the order a round uses them:
     kernelshap  paired KernelSHAP
     semivalues  Beta Shapley, Banzhaf, leave-one-out; sampled by weighted MSR
     interactions  pairwise Shapley interaction index (redundant / complementary owners)
+    policies    π₀ and the owner models loaded once (LoRA owners on one shared base)
+    decoding    sampling from a coalition by token-level arithmetic (the `reward` utility)
+    judges      what scores a generated response: a callable or a reward-model directory
+    reward      the `reward` utility: each coalition decoded once, judged per objective
     payouts     turn values into exact currency amounts
 """

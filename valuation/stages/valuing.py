@@ -13,7 +13,7 @@ cached scores (seeded), and the (round, owner) constraint means no owner is paid
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,6 +38,7 @@ class Valuation:
     loo: np.ndarray
     interactions: list
     table: np.ndarray | None  # the 2^n utilities when exact
+    objectives: dict = field(default_factory=dict)  # reward rounds: objective -> ShapleyResult
 
 
 def run_valuing(valuation_round: ValuationRound, *, on_progress=None) -> None:
@@ -48,7 +49,7 @@ def run_valuing(valuation_round: ValuationRound, *, on_progress=None) -> None:
     report_progress(valuation_round, "valuing", 0, 3, on_progress)
     started = time.perf_counter()
     D, sizes = score_matrix(valuation_round)
-    valuation = compute_values(valuation_round, D, sizes)
+    valuation = compute_values(valuation_round, D, sizes, on_progress=on_progress)
     report_progress(valuation_round, "valuing", 1, 3, on_progress)
     split = split_pool([float(x) for x in valuation.result.values], Decimal(valuation_round.pool), policy="clip",
                        decimals=valuation_round.decimals)
@@ -64,14 +65,25 @@ def run_valuing(valuation_round: ValuationRound, *, on_progress=None) -> None:
     report_progress(valuation_round, "valuing", 3, 3, on_progress)
 
 
-def compute_values(valuation_round: ValuationRound, D: np.ndarray, sizes: np.ndarray) -> Valuation:
-    from valuation.engine.interactions import estimate_interaction, shapley_interaction
-    from valuation.engine.shapley import estimate_shapley, exact_banzhaf, exact_shapley_result, leave_one_out
+def compute_values(valuation_round: ValuationRound, D: np.ndarray, sizes: np.ndarray, *,
+                   model_dirs: list | None = None, on_progress=None) -> Valuation:
     from valuation.engine.utility import coalition_utility_fn
 
-    config, n = valuation_round.config, D.shape[0]
+    if valuation_round.utility == "reward":  # generation-based: stages/generation.py decodes coalitions
+        from .generation import reward_values
+
+        return reward_values(valuation_round, sizes, model_dirs=model_dirs, on_progress=on_progress)
     utility = coalition_utility_fn(D, utility=valuation_round.utility, composition=valuation_round.composition,
-                                   beta=config["beta"], sizes=sizes)
+                                   beta=valuation_round.config["beta"], sizes=sizes)
+    return value_utility(valuation_round, utility, D.shape[0])
+
+
+def value_utility(valuation_round: ValuationRound, utility, n: int, *, sampled_interactions: bool = True) -> Valuation:
+    """Shapley (exact or sampled), Banzhaf, leave-one-out and interactions of any set function `utility`."""
+    from valuation.engine.interactions import estimate_interaction, shapley_interaction
+    from valuation.engine.shapley import estimate_shapley, exact_banzhaf, exact_shapley_result, leave_one_out
+
+    config = valuation_round.config
     budget, seed = int(config["budget"]), int(config["seed"])
     if exact_applies(valuation_round.estimator, n, budget):
         table = np.asarray(utility.table(), dtype=np.float64)
@@ -82,7 +94,7 @@ def compute_values(valuation_round: ValuationRound, D: np.ndarray, sizes: np.nda
     result = estimate_shapley(utility, n, method=valuation_round.estimator, budget=budget, seed=seed,
                               target=config["target"])
     interactions = None
-    if 2 <= n <= SAMPLED_INTERACTIONS_LIMIT:
+    if sampled_interactions and 2 <= n <= SAMPLED_INTERACTIONS_LIMIT:
         interactions = estimate_interaction(utility, n, budget=min(budget, INTERACTION_BUDGET_PER_OWNER * n), seed=seed).values
     return Valuation(result=result, banzhaf=None, loo=_leave_one_out_sampled(utility, n),
                      interactions=_as_list(interactions), table=None)
@@ -129,6 +141,10 @@ def _write_results(valuation_round, valuation: Valuation, split, path: str, dige
                    ci_high=float(result.ci_high[p.index]),
                    banzhaf=None if valuation.banzhaf is None else float(valuation.banzhaf[p.index]),
                    leave_one_out=float(valuation.loo[p.index])) for p in participants)
+    if valuation.objectives:
+        from .generation import objective_values_create
+
+        objective_values_create(locked, participants, valuation.objectives)
     Payout.objects.bulk_create(
         Payout(round=locked, owner=p.owner, amount=split.amounts[p.index], share=Decimal(str(split.shares[p.index])),
                currency=locked.currency) for p in participants)

@@ -1,9 +1,11 @@
 """`make demo`: a working marketplace in minutes, from nothing.
 
 migrate → demo admin + owners with their uploads (and a copier who is refused) →
-held-out eval set → tiny base model (cached) → one valuation round with progress
-bars → values and payouts table → web server + Celery worker on 127.0.0.1:8000.
-Re-running it reuses everything already built.
+held-out eval set → tiny base model (cached) → a valuation round with progress bars
+(preference accuracy) → a second round on the same owner models that values what their
+composed models generate, under two objectives (helpfulness, harmlessness: the data
+signatures) → web server + Celery worker on 127.0.0.1:8000. Re-running it reuses
+everything already built.
 """
 import subprocess
 import sys
@@ -21,6 +23,11 @@ from marketplace.services import contribution_create, eval_set_create, owner_get
 DEMO_PASSWORD = "marketplace-demo"
 ADMIN = ("admin", "admin-demo-pass")
 ROUND_NAME = "demo-round"
+SIGNATURE_ROUND = "demo-signatures"
+# The reward round decodes all 2^5 coalitions on this many eval prompts (≈ 1 min on 2 CPU cores).
+# `mean` composition: token-level `sum` over many owners multiplies the changes they share (c₀ = 1 − |S|)
+# and the tiny model's generations fall apart (README, "Generation utility").
+SIGNATURE_PROMPTS = 128
 
 
 class Command(BaseCommand):
@@ -59,6 +66,11 @@ class Command(BaseCommand):
         self.stdout.write(f"base model: {base.path} ({base.metrics})")
         call_command("run_round", name=ROUND_NAME, pool="1000.00", base_model=str(base.path),
                      eval_set="demo-eval", seed=seed, stdout=self.stdout, stderr=self.stderr)
+        self.stdout.write("\nvaluing what the composed models generate (helpfulness, harmlessness)…")
+        call_command("run_round", "--objective", "helpfulness", "--objective", "harmlessness",
+                     name=SIGNATURE_ROUND, pool="1000.00", base_model=str(base.path), eval_set="demo-eval",
+                     seed=seed, utility="reward", composition="mean", prompts=SIGNATURE_PROMPTS,
+                     stdout=self.stdout, stderr=self.stderr)
 
     def _admin(self) -> None:
         User = get_user_model()

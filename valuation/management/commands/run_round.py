@@ -27,6 +27,19 @@ class Command(BaseCommand):
         parser.add_argument("--target", type=float, default=None,
                             help="stop sampling once at most this share of the pool may be misallocated (0.01)")
         parser.add_argument("--currency", default="USD")
+        reward = parser.add_argument_group("reward utility (judged generations of each coalition's composed model)")
+        reward.add_argument("--objective", action="append", default=None, metavar="NAME=JUDGE",
+                            help="an objective and its judge: a dotted path to score(prompts, responses), a "
+                                 "reward-model directory, or a built-in name (helpfulness, harmlessness); repeat "
+                                 "for several objectives")
+        reward.add_argument("--payout-objective", default=None, metavar="NAME|NAME=W,...",
+                            help="what the pool is split by: one objective or a weighted blend (default: equal blend)")
+        reward.add_argument("--prompts", type=int, default=None,
+                            help="eval prompts decoded per coalition (default 128)")
+        reward.add_argument("--max-new-tokens", type=int, default=None)
+        reward.add_argument("--temperature", type=float, default=None)
+        reward.add_argument("--top-p", type=float, default=None)
+        reward.add_argument("--greedy", action="store_true", help="decode greedily instead of sampling")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **opts):
@@ -58,7 +71,17 @@ class Command(BaseCommand):
         return services.round_create(
             name=opts["name"], pool=opts["pool"], eval_set=eval_set, base_model_dir=opts["base_model"],
             utility=opts["utility"], composition=opts["composition"], estimator=opts["estimator"],
-            seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"])
+            seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"],
+            objectives=opts["objective"], payout_objective=opts["payout_objective"], prompts=opts["prompts"],
+            decoding=_decoding_options(opts))
+
+
+def _decoding_options(opts) -> dict | None:
+    """Only the decoding options given on the command line (the rest keep the engine's defaults)."""
+    given = {key: opts[key] for key in ("max_new_tokens", "temperature", "top_p") if opts[key] is not None}
+    if opts["greedy"]:
+        given["greedy"] = True
+    return given or None
 
 
 class _ProgressBars:
@@ -104,7 +127,19 @@ def round_summary(valuation_round) -> dict:
                       for c in selectors.round_coalitions(valuation_round=valuation_round)},
         "timings": valuation_round.timings,
         "note": valuation_round.payout_note,
+        **_objective_summary(valuation_round),
     }
+
+
+def _objective_summary(valuation_round) -> dict:
+    """A reward round's per-objective values and payout objective (nothing for other utilities)."""
+    reward = valuation_round.config.get("reward")
+    if not reward:
+        return {}
+    table = selectors.round_objective_values(valuation_round=valuation_round)
+    return {"payout_objective": reward["payout"],
+            "objectives": {name: {row["owner"]: row["values"][name]["shapley"] for row in table["rows"]}
+                           for name in table["objectives"]}}
 
 
 def format_summary(valuation_round, result: dict) -> str:
@@ -113,6 +148,8 @@ def format_summary(valuation_round, result: dict) -> str:
              f"{'owner':<16}{'shapley':>12}{'payout':>14}"]
     for owner, value in result["values"].items():
         lines.append(f"{owner:<16}{value:>12.5f}{result['payouts'].get(owner, '-'):>14} {valuation_round.currency}")
+    for name, values in result.get("objectives", {}).items():
+        lines.append(f"{name}: " + ", ".join(f"{owner} {value:+.4f}" for owner, value in values.items()))
     lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items()))
     if result["note"]:
         lines.append(result["note"])
