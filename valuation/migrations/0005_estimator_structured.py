@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('valuation', '0003_fidelity_report'),
+        ('valuation', '0004_generation_objectives'),
     ]
 
     operations = [
