@@ -25,7 +25,7 @@ class RoundOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "status", "progress", "timings", "error", "eval_set", "eval_set_hash",
                   "base_model_path", "base_model_hash", "utility", "composition", "estimator", "estimator_used", "n_evaluations", "stopped_because", "misallocation_bound",
                   "seed", "config", "pool", "currency", "n_owners", "payout_note", "utilities_hash", "created_at",
-                  "started_at", "finished_at", "approved_at"]
+                  "started_at", "finished_at", "approved_at", "data_quality"]
 
 
 class RoundInputSerializer(serializers.Serializer):
@@ -44,6 +44,10 @@ class RoundInputSerializer(serializers.Serializer):
     budget = serializers.IntegerField(min_value=1, required=False, help_text="utility evaluations for the estimator")
     target = serializers.FloatField(min_value=1e-6, max_value=0.999999, required=False,
                                     help_text="stop sampling when at most this share of the pool may be misallocated")
+    data_quality = serializers.BooleanField(default=False, help_text="after valuing, value every pair and cluster "
+                                            "the data (GET /api/rounds/{id}/data-quality/)")
+    data_quality_options = serializers.DictField(required=False, help_text="options of the data-quality stage, "
+                                                 "e.g. {\"chain_size\": 32}; implies data_quality")
 
 
 class RoundListCreateApi(APIView):
@@ -70,6 +74,7 @@ class RoundListCreateApi(APIView):
                 base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
                 estimator=data["estimator"], seed=data["seed"], beta=data.get("beta"), training=data["training"],
                 owners=data.get("owners"), budget=data.get("budget"), target=data.get("target"),
+                data_quality=data["data_quality"], data_quality_options=data.get("data_quality_options"),
                 created_by=request.user)
             valuation_round = services.round_queue(valuation_round=valuation_round)
         return Response(RoundOutputSerializer(valuation_round).data, status=status.HTTP_201_CREATED)

@@ -17,3 +17,6 @@ class RoundForm(forms.Form):
     composition = forms.ChoiceField(choices=Composition.choices)
     estimator = forms.ChoiceField(choices=Estimator.choices)
     seed = forms.IntegerField(min_value=0, initial=0)
+    data_quality = forms.BooleanField(required=False, label="Data quality",
+                                      help_text="after valuing, value every pair (owners see their flagged pairs) "
+                                                "and cluster the data (a curated set can be downloaded)")

@@ -86,6 +86,8 @@ class ValuationRound(models.Model):
     approved_at = models.DateTimeField(null=True, blank=True)
     approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="approved_rounds")
+    # Opt-in: after valuing, value every pair and cluster the data (stages/data_quality.py).
+    data_quality = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -290,3 +292,6 @@ class FidelityReport(models.Model):
         return {"metric": names.get(h["utility"], h["utility"]), "mode": h["mode"], "composition": h["composition"],
                 "note": note, "summary": {k: v for k, v in summary.items() if v is not None}, "rows": rows,
                 "report_id": self.pk}
+
+
+from .quality_models import DataQualityReport, PairCluster, PairValue  # noqa: E402,F401  (the data-quality stage's rows)

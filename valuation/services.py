@@ -58,8 +58,12 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
                  composition: str = Composition.SUM, estimator: str = Estimator.AUTO, seed: int = 0,
                  currency: str = "USD", decimals: int = 2, training: dict | None = None, beta: float | None = None,
                  owners: list[str] | None = None, budget: int | None = None, target: float | None = None,
+                 data_quality: bool = False, data_quality_options: dict | None = None,
                  created_by=None) -> ValuationRound:
-    """Validate the request, snapshot the participating owners' data, record the full config."""
+    """Validate the request, snapshot the participating owners' data, record the full config.
+
+    `data_quality` opts the round into the data-quality stage (pair values, flags, clusters) after
+    valuing; `data_quality_options` tune it (engine/data_quality.OPTIONS)."""
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
     _validate_choice(estimator, Estimator, "estimator")
@@ -72,12 +76,15 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     participants = _participants(owners)
     budget, target = _check_budget(budget, target, estimator, len(participants))
     config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target)
+    if data_quality or data_quality_options:
+        data_quality = True
+        config["data_quality"] = stages.data_quality_config(data_quality_options, seed=seed)
     with transaction.atomic():
         valuation_round = ValuationRound(
             name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
             base_model_path=str(base_dir), base_model_hash=stages.model_dir_hash(base_dir), utility=utility,
             composition=composition, estimator=estimator, seed=seed, config=config, pool=amount,
-            currency=currency.upper(), decimals=decimals, status=ValuationRound.Status.DRAFT,
+            currency=currency.upper(), decimals=decimals, status=ValuationRound.Status.DRAFT, data_quality=data_quality,
             progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
         valuation_round.full_clean()
         valuation_round.save()
@@ -175,6 +182,7 @@ def round_execute(*, round_id: int, on_progress: ProgressFn | None = None) -> Va
     """Run (or resume) every remaining stage of the round. Idempotent."""
     existing = ValuationRound.objects.get(pk=round_id)
     if existing.status == ValuationRound.Status.DONE:
+        stages.run_data_quality(existing, on_progress=on_progress)  # resumes an interrupted opt-in stage; else no-op
         return existing
     valuation_round = round_claim(round_id=round_id)
     if valuation_round.started_at is None:
@@ -195,6 +203,7 @@ def round_execute(*, round_id: int, on_progress: ProgressFn | None = None) -> Va
         raise
     ValuationRound.objects.filter(pk=round_id).update(runner="", finished_at=timezone.now())
     valuation_round.refresh_from_db()
+    stages.run_data_quality(valuation_round, on_progress=on_progress)  # opt-in; records its own failure
     return valuation_round
 
 

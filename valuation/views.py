@@ -40,7 +40,8 @@ def round_new(request):
                 valuation_round = services.round_create(
                     name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
                     base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
-                    estimator=data["estimator"], seed=data["seed"], created_by=request.user)
+                    estimator=data["estimator"], seed=data["seed"], data_quality=data["data_quality"],
+                    created_by=request.user)
                 services.round_queue(valuation_round=valuation_round)
         except ValidationError as exc:
             form.add_error(None, "; ".join(exc.messages))

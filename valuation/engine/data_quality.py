@@ -8,7 +8,7 @@ values (pair_values.py, Schoch et al. 2023) and SHED clusters with proxy Shapley
 
 A pair is *flagged* when its value is credibly negative — the one-sided upper bound
 value + flag_z · stderr is below zero — and the reason says why in plain language:
-`reversed` when the classifier trained on every pair of the round prefers the response the
+`reversed` when the classifier trained on the round's unflagged pairs prefers the response the
 pair marked as rejected (σ(w·z) < ½: the labels are likely swapped), else `harmful` (the
 label agrees with the rest of the data, yet adding the pair lowers held-out accuracy: an
 ambiguous pair, or one unlike what the round is evaluated on).
@@ -55,7 +55,7 @@ class DataQualityConfig:
 @dataclass(frozen=True)
 class Assessment:
     values: PairValueResult
-    agreement: np.ndarray  # (N,) σ(w_all · z_i): below ½ the rest of the data prefers this pair's rejected response
+    agreement: np.ndarray  # (N,) σ(w · z_i), w fitted on the unflagged pairs: below ½ they prefer its rejected response
     flagged: np.ndarray  # (N,) bool
     reasons: list  # (N,) "" | REVERSED | HARMFUL
     clusters: ClusterResult
@@ -65,20 +65,25 @@ class Assessment:
     features: np.ndarray  # (N, n_features) what the classifier and k-means saw
 
 
-def config_from_options(options: dict | None = None, *, seed: int | None = None) -> DataQualityConfig:
-    """A config from flat options (e.g. {"chain_size": 32, "tau": 0.5}); unknown or invalid ones raise ValueError."""
+def config_from_options(options: dict | None = None, *, seed: int | None = None,
+                        base: DataQualityConfig | None = None) -> DataQualityConfig:
+    """Flat options (e.g. {"chain_size": 32, "tau": 0.5}) over ``base`` (default: the defaults seeded with
+    ``seed``); unknown or invalid options raise ValueError naming them."""
     options = dict(options or {})
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ValueError(f"unknown data-quality option(s): {', '.join(unknown)}; valid are {', '.join(sorted(OPTIONS))}")
-    groups: dict[str, dict] = {"values": {"seed": seed}, "classifier": {}, "curation": {"seed": seed}, "top": {}}
+    if base is None:
+        base = DataQualityConfig(values=PairValueConfig(seed=seed), curation=CurationConfig(seed=seed))
+    groups: dict[str, dict] = {"values": {}, "classifier": {}, "curation": {}, "top": {}}
     for name, value in options.items():
         where = OPTIONS[name]
         groups["top" if len(where) == 1 else where[0]][where[-1]] = value
     try:
-        classifier = ClassifierConfig(**groups["classifier"])
-        return DataQualityConfig(values=PairValueConfig(classifier=classifier, **groups["values"]),
-                                 curation=CurationConfig(**groups["curation"]), **groups["top"])
+        classifier = dataclasses.replace(base.values.classifier, **groups["classifier"])
+        return dataclasses.replace(
+            base, values=dataclasses.replace(base.values, classifier=classifier, **groups["values"]),
+            curation=dataclasses.replace(base.curation, **groups["curation"]), **groups["top"])
     except TypeError as error:  # a value of the wrong type, e.g. a string for chain_size
         raise ValueError(f"invalid data-quality option: {error}") from error
 
@@ -115,8 +120,10 @@ def assess_pairs(z_pool: np.ndarray, z_eval: np.ndarray, config: DataQualityConf
             on_progress(done, total + 1)
 
     result = pair_values(x, x_eval, config.values, on_progress=progress)
-    agrees = agreement(x, classifier)
     flagged = result.values + config.flag_z * result.stderr < 0
+    # Judged by the data that is not itself flagged, so a large block of reversed labels elsewhere
+    # (an adversarial owner) does not vote on what "swapped" means; everything flagged: use all.
+    agrees = agreement(x, classifier, trusted=~flagged if (~flagged).any() else None)
     reasons = [(REVERSED if a < 0.5 else HARMFUL) if f else "" for f, a in zip(flagged, agrees)]
     clusters = cluster_values(x, x_eval, config.curation, utility=config.values)
     if on_progress:
@@ -133,7 +140,7 @@ def reason_text(code: str, *, value: float, stderr: float, n_chains: int, agreem
     evidence = (f"Adding it lowered the quality classifier's held-out accuracy by {-value:.4f} on average "
                 f"(± {stderr:.4f}) over the {n_chains} random subsets of the round's pairs it was tried in.")
     if code == REVERSED:
-        return (f"The labels look swapped: a classifier trained on every pair in the round gives the response you "
+        return (f"The labels look swapped: a classifier trained on the round's unflagged pairs gives the response you "
                 f"marked as chosen only a {agreement:.0%} chance of being the better one. {evidence} "
                 "Check whether chosen and rejected are the right way round.")
     if code == HARMFUL:

@@ -115,8 +115,10 @@ def subset_utility(x: np.ndarray, x_eval: np.ndarray, members: np.ndarray,
     return evaluate(fit(x, members, config), x_eval, config.utility)
 
 
-def agreement(x: np.ndarray, config: ClassifierConfig = ClassifierConfig()) -> np.ndarray:
-    """σ(w·z_i) of every pair under the classifier fitted on all of them: below ½, the rest of the
-    data prefers the response this pair marked as rejected."""
-    w = fit(x, np.ones((1, x.shape[0]), dtype=bool), config)
+def agreement(x: np.ndarray, config: ClassifierConfig = ClassifierConfig(), *,
+              trusted: np.ndarray | None = None) -> np.ndarray:
+    """σ(w·z_i) of every pair under the classifier fitted on the ``trusted`` pairs (default: all): below ½,
+    that data prefers the response this pair marked as rejected."""
+    members = np.ones(x.shape[0], dtype=bool) if trusted is None else np.asarray(trusted, dtype=bool)
+    w = fit(x, members[None, :], config)
     return _sigmoid(x @ w[0])

@@ -27,6 +27,8 @@ class Command(BaseCommand):
         parser.add_argument("--target", type=float, default=None,
                             help="stop sampling once at most this share of the pool may be misallocated (0.01)")
         parser.add_argument("--currency", default="USD")
+        parser.add_argument("--data-quality", action="store_true",
+                            help="after valuing, value every pair and cluster the data (see value_pairs)")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **opts):
@@ -58,7 +60,8 @@ class Command(BaseCommand):
         return services.round_create(
             name=opts["name"], pool=opts["pool"], eval_set=eval_set, base_model_dir=opts["base_model"],
             utility=opts["utility"], composition=opts["composition"], estimator=opts["estimator"],
-            seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"])
+            seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"],
+            data_quality=opts["data_quality"])
 
 
 class _ProgressBars:
@@ -104,7 +107,16 @@ def round_summary(valuation_round) -> dict:
                       for c in selectors.round_coalitions(valuation_round=valuation_round)},
         "timings": valuation_round.timings,
         "note": valuation_round.payout_note,
+        **_data_quality(valuation_round),
     }
+
+
+def _data_quality(valuation_round) -> dict:
+    report = getattr(valuation_round, "data_quality_report", None) if valuation_round.data_quality else None
+    if report is None:
+        return {}
+    return {"data_quality": {"status": report.status, "n_pairs": report.n_pairs, "n_flagged": report.n_flagged,
+                             "error": report.error.split("\n", 1)[0]}}
 
 
 def format_summary(valuation_round, result: dict) -> str:
@@ -116,4 +128,8 @@ def format_summary(valuation_round, result: dict) -> str:
     lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items()))
     if result["note"]:
         lines.append(result["note"])
+    if "data_quality" in result:
+        dq = result["data_quality"]
+        lines.append(f"data quality: {dq['status']}, {dq['n_flagged']} of {dq['n_pairs']} pairs flagged"
+                     + (f" ({dq['error']})" if dq["error"] else "") + f"; details: manage.py value_pairs {valuation_round.pk}")
     return "\n".join(lines)
