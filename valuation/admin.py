@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from .models import CoalitionUtility, OwnerModel, OwnerValue, Payout, RoundOwner, ScoreCache, ValuationRound
+from .models import (CoalitionUtility, DataQualityReport, OwnerModel, OwnerValue, Payout, RoundOwner, ScoreCache,
+                     ValuationRound)
 
 
 class RoundOwnerInline(admin.TabularInline):
@@ -53,3 +54,15 @@ class PayoutAdmin(admin.ModelAdmin):
 class CoalitionUtilityAdmin(admin.ModelAdmin):
     list_display = ["round", "mask", "size", "value"]
     list_filter = ["round"]
+
+
+@admin.register(DataQualityReport)
+class DataQualityReportAdmin(admin.ModelAdmin):
+    """Read-only: the stage writes these; the round's data-quality page shows pairs and clusters."""
+
+    list_display = ["round", "status", "n_pairs", "n_flagged", "n_chains", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in DataQualityReport._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

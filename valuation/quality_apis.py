@@ -39,7 +39,7 @@ class RoundDataQualityApi(APIView):
     """GET: the round's data-quality report (staff: in full, with a per-owner table; a participating owner: how
     it ran and a summary of their own pairs). POST (staff): run it for a finished round, or again with new options."""
 
-    class InputSerializer(serializers.Serializer):
+    class DataQualityInputSerializer(serializers.Serializer):
         options = serializers.DictField(required=False, default=dict, help_text="engine options over the defaults, e.g. {\"chain_size\": 32}: "
                                                     + ", ".join(sorted(OPTIONS)))
 
@@ -62,9 +62,9 @@ class RoundDataQualityApi(APIView):
         data["mine"] = quality_selectors.owner_summary(report=report, owner=owner) if done else None
         return Response(data)
 
-    @extend_schema(request=InputSerializer, responses={202: ReportOutputSerializer})
+    @extend_schema(request=DataQualityInputSerializer, responses={202: ReportOutputSerializer})
     def post(self, request, round_id: int):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.DataQualityInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         valuation_round = selectors.round_get(round_id=round_id)
         with transaction.atomic():
@@ -138,15 +138,15 @@ class RoundCuratedApi(APIView):
 
     permission_classes = [IsAdminUser]
 
-    class InputSerializer(serializers.Serializer):
+    class CuratedInputSerializer(serializers.Serializer):
         size = serializers.IntegerField(min_value=1)
         method = serializers.ChoiceField(choices=["qocs", "qwcs"])
         tau = serializers.FloatField(required=False, help_text="qwcs temperature (default: the report's)")
         seed = serializers.IntegerField(min_value=0, default=0)
 
-    @extend_schema(parameters=[InputSerializer], responses={(200, "application/jsonl"): str})
+    @extend_schema(parameters=[CuratedInputSerializer], responses={(200, "application/jsonl"): str})
     def get(self, request, round_id: int):
-        serializer = self.InputSerializer(data=request.query_params)
+        serializer = self.CuratedInputSerializer(data=request.query_params)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         valuation_round = selectors.round_get(round_id=round_id)

@@ -81,7 +81,6 @@ def owner_summary(*, report: DataQualityReport, owner) -> dict:
     q = np.quantile(values, [0.1, 0.5, 0.9])
     return {"n_pairs": int(values.size), **counts, "mean": float(values.mean()), "p10": float(q[0]),
             "median": float(q[1]), "p90": float(q[2]), "negative": int((values < 0).sum()),
-            "values": values.tolist(),
             "clusters": sorted(({"cluster": row["cluster"], "mine": row["n"], "flagged": row["flagged"],
                                  "my_mean": row["mean"], "value": clusters[row["cluster"]].value,
                                  "size": clusters[row["cluster"]].size} for row in per_cluster),

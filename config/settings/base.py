@@ -139,6 +139,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # --- Valuation ----------------------------------------------------------------
 ARTIFACTS_DIR = Path(env("ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
 VALUATION_DEVICE = env("VALUATION_DEVICE", default="cpu")
+# Pair embeddings of the data-quality stage; unset = ARTIFACTS_DIR/representations (read at use, so tests follow it).
+REPRESENTATIONS_DIR = env("REPRESENTATIONS_DIR", default=None)
 
 # --- Celery -------------------------------------------------------------------
 # SQLAlchemy transport on a SQLite file: a broker with no server to install.

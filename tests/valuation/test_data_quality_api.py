@@ -82,7 +82,7 @@ def test_report_staff_see_the_owner_table_an_owner_only_their_summary(assessed, 
     assert {o["username"] for o in staff["owners"]} == {"alice", "bob"}
     mine = client_for(assessed["bob"].user).get(f"/api/rounds/{r.pk}/data-quality/").json()
     assert "owners" not in mine and "n_pairs" not in mine and "config" not in mine
-    assert mine["mine"]["n_pairs"] == 30 and mine["mine"]["flagged"] >= 1 and len(mine["mine"]["values"]) == 30
+    assert mine["mine"]["n_pairs"] == 30 and mine["mine"]["flagged"] >= 1
     assert all(set(c) == {"cluster", "mine", "flagged", "my_mean", "value", "size"} for c in mine["mine"]["clusters"])
 
 

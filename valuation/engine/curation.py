@@ -75,26 +75,27 @@ def n_clusters(n: int, config: CurationConfig) -> int:
     return max(1, k)
 
 
-def _sq_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+def squared_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(n × k) squared Euclidean distances without an (n × k × d) temporary."""
     d = (x**2).sum(axis=1)[:, None] - 2.0 * x @ c.T + (c**2).sum(axis=1)[None, :]
     return np.maximum(d, 0.0)
 
 
 def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     centers = [int(rng.integers(len(x)))]
-    closest = _sq_distances(x, x[centers])[:, 0]
+    closest = squared_distances(x, x[centers])[:, 0]
     for _ in range(1, k):
         total = closest.sum()
         pick = int(rng.choice(len(x), p=closest / total)) if total > 0 else int(rng.integers(len(x)))
         centers.append(pick)
-        closest = np.minimum(closest, _sq_distances(x, x[[pick]])[:, 0])
+        closest = np.minimum(closest, squared_distances(x, x[[pick]])[:, 0])
     return x[centers].copy()
 
 
 def _lloyd(x: np.ndarray, centroids: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray, float]:
     labels = np.full(len(x), -1)
     for _ in range(iterations):
-        distances = _sq_distances(x, centroids)
+        distances = squared_distances(x, centroids)
         new = distances.argmin(axis=1)
         if np.array_equal(new, labels):
             break
@@ -106,7 +107,7 @@ def _lloyd(x: np.ndarray, centroids: np.ndarray, iterations: int) -> tuple[np.nd
             else:  # an empty cluster restarts at the pair worst served by its centroid
                 far = int(distances[np.arange(len(x)), labels].argmax())
                 centroids[c], labels[far] = x[far], c
-    inertia = float(_sq_distances(x, centroids)[np.arange(len(x)), labels].sum())
+    inertia = float(squared_distances(x, centroids)[np.arange(len(x)), labels].sum())
     return labels, centroids, inertia
 
 
@@ -126,7 +127,7 @@ def kmeans(x: np.ndarray, k: int, *, rng: np.random.Generator, restarts: int = 4
 
 def nearest_to_centroids(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the member nearest each centroid (its proxy)."""
-    distances = _sq_distances(np.asarray(x, dtype=np.float64), centroids)
+    distances = squared_distances(np.asarray(x, dtype=np.float64), centroids)
     proxies = np.empty(len(centroids), dtype=np.int64)
     for c in range(len(centroids)):
         members = np.flatnonzero(labels == c)

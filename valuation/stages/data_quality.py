@@ -55,7 +55,7 @@ def data_quality_config(options: dict | None = None, *, seed: int, base: dict | 
 
 def representations_dir() -> Path:
     """Where pair embeddings are cached: REPRESENTATIONS_DIR if set (e.g. a larger disk), else under the artifacts."""
-    return Path(getattr(settings, "REPRESENTATIONS_DIR", None) or Path(settings.ARTIFACTS_DIR) / "representations")
+    return Path(settings.REPRESENTATIONS_DIR or Path(settings.ARTIFACTS_DIR) / "representations")
 
 
 def _round_request(valuation_round: ValuationRound) -> dict:
@@ -181,8 +181,10 @@ def _ranks(values: np.ndarray, owners: np.ndarray) -> np.ndarray:
 
 
 def _cluster_rows(report, rows, owners, assessment) -> list[PairCluster]:
+    from valuation.engine.curation import squared_distances
+
     c, values = assessment.clusters, assessment.values.values
-    distances = ((assessment.features[:, None, :] - c.centroids[None]) ** 2).sum(axis=2)
+    distances = squared_distances(assessment.features, c.centroids)
     out = []
     for k in range(len(c.values)):
         members = np.flatnonzero(c.labels == k)
