@@ -68,9 +68,11 @@ def run_data_quality(valuation_round: ValuationRound, *, on_progress=None) -> Da
         return None
     try:
         return ensure_data_quality(valuation_round, on_progress=on_progress)
+    except ValidationError as exc:  # another live runner holds it, or its inputs changed (then recorded as failed)
+        logger.warning("data-quality stage of round %s: %s", valuation_round.pk, "; ".join(exc.messages))
     except Exception:
         logger.exception("data-quality stage of round %s failed", valuation_round.pk)
-        return DataQualityReport.objects.filter(round=valuation_round).first()
+    return DataQualityReport.objects.filter(round=valuation_round).first()
 
 
 def ensure_data_quality(valuation_round: ValuationRound, *, on_progress=None) -> DataQualityReport:
