@@ -102,3 +102,11 @@ def test_the_round_form_opts_in(staff_user, assessed, fake_model_dir, django_cap
     assert response.status_code == 302
     created = ValuationRound.objects.get(name="form-opt-in")
     assert created.data_quality and created.config["data_quality"]["flag_z"] == pytest.approx(1.645)
+
+
+def test_a_round_without_a_report_offers_to_run_it(assessed, staff_user):
+    r = assessed["round"]
+    DataQualityReport.objects.filter(round=r).delete()
+    html = client_for(staff_user).get(f"/rounds/{r.pk}/data-quality/").content.decode()
+    assert 'id="dq-state">not run' in html and "Run the data-quality stage" in html and 'id="dq-download"' not in html
+    assert client_for(assessed["bob"].user).get(f"/rounds/{r.pk}/my-pairs/").status_code == 404
