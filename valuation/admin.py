@@ -1,7 +1,7 @@
 from django.contrib import admin
 
-from .models import (CoalitionGeneration, CoalitionUtility, ObjectiveValue, OwnerModel, OwnerValue, Payout, RoundOwner,
-                     ScoreCache, ValuationRound)
+from .models import (CoalitionGeneration, CoalitionUtility, DataQualityReport, ObjectiveValue, OwnerModel, OwnerValue,
+                     Payout, RoundOwner, ScoreCache, ValuationRound)
 
 
 class RoundOwnerInline(admin.TabularInline):
@@ -67,3 +67,13 @@ class CoalitionGenerationAdmin(admin.ModelAdmin):
     list_display = ["round", "mask", "size", "scores", "n_tokens", "seconds"]
     list_filter = ["round"]
     readonly_fields = ["round", "mask", "size", "scores", "responses", "n_tokens", "seconds"]
+@admin.register(DataQualityReport)
+class DataQualityReportAdmin(admin.ModelAdmin):
+    """Read-only: the stage writes these; the round's data-quality page shows pairs and clusters."""
+
+    list_display = ["round", "status", "n_pairs", "n_flagged", "n_chains", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in DataQualityReport._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import apis
+from . import apis, quality_apis
 
 urlpatterns = [
     path("rounds/", apis.RoundListCreateApi.as_view(), name="rounds"),
@@ -11,4 +11,8 @@ urlpatterns = [
     path("rounds/<int:round_id>/verify/", apis.RoundVerifyApi.as_view(), name="round-verify"),
     path("rounds/<int:round_id>/generations/", apis.RoundGenerationsApi.as_view(), name="round-generations"),
     path("rounds/<int:round_id>/fidelity/", apis.RoundFidelityApi.as_view(), name="round-fidelity"),
+    path("rounds/<int:round_id>/data-quality/", quality_apis.RoundDataQualityApi.as_view(), name="round-data-quality"),
+    path("rounds/<int:round_id>/pair-values/", quality_apis.RoundPairValuesApi.as_view(), name="round-pair-values"),
+    path("rounds/<int:round_id>/clusters/", quality_apis.RoundClustersApi.as_view(), name="round-clusters"),
+    path("rounds/<int:round_id>/curated/", quality_apis.RoundCuratedApi.as_view(), name="round-curated"),
 ]

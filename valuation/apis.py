@@ -26,7 +26,7 @@ class RoundOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "status", "progress", "timings", "error", "eval_set", "eval_set_hash",
                   "base_model_path", "base_model_hash", "utility", "composition", "estimator", "estimator_used", "n_evaluations", "stopped_because", "misallocation_bound",
                   "seed", "config", "pool", "currency", "n_owners", "payout_note", "utilities_hash", "created_at",
-                  "started_at", "finished_at", "approved_at"]
+                  "started_at", "finished_at", "approved_at", "data_quality"]
 
 
 class RoundInputSerializer(serializers.Serializer):
@@ -56,6 +56,10 @@ class RoundInputSerializer(serializers.Serializer):
                                   "max_prompt_tokens, max_batch_rows")
     prompts = serializers.IntegerField(min_value=1, required=False,
                                        help_text="utility 'reward': eval prompts decoded per coalition (default 128)")
+    data_quality = serializers.BooleanField(default=False, help_text="after valuing, value every pair and cluster "
+                                            "the data (GET /api/rounds/{id}/data-quality/)")
+    data_quality_options = serializers.DictField(required=False, help_text="options of the data-quality stage, "
+                                                 "e.g. {\"chain_size\": 32}; implies data_quality")
 
 
 class RoundListCreateApi(APIView):
@@ -83,7 +87,9 @@ class RoundListCreateApi(APIView):
                 estimator=data["estimator"], seed=data["seed"], beta=data.get("beta"), training=data["training"],
                 owners=data.get("owners"), budget=data.get("budget"), target=data.get("target"),
                 objectives=data.get("objectives"), payout_objective=data.get("payout_objective"),
-                decoding=data.get("decoding"), prompts=data.get("prompts"), created_by=request.user)
+                decoding=data.get("decoding"), prompts=data.get("prompts"),
+                data_quality=data["data_quality"], data_quality_options=data.get("data_quality_options"),
+                created_by=request.user)
             valuation_round = services.round_queue(valuation_round=valuation_round)
         return Response(RoundOutputSerializer(valuation_round).data, status=status.HTTP_201_CREATED)
 

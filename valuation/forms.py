@@ -42,3 +42,6 @@ class RoundForm(forms.Form):
             decoding["greedy"] = True
         return {"objectives": data.get("objectives") or None, "payout_objective": data.get("payout_objective") or None,
                 "prompts": data.get("prompts"), "decoding": decoding or None}
+    data_quality = forms.BooleanField(required=False, label="Data quality",
+                                      help_text="after valuing, value every pair (owners see their flagged pairs) "
+                                                "and cluster the data (a curated set can be downloaded)")

@@ -88,6 +88,8 @@ class ValuationRound(models.Model):
     approved_at = models.DateTimeField(null=True, blank=True)
     approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="approved_rounds")
+    # Opt-in: after valuing, value every pair and cluster the data (stages/data_quality.py).
+    data_quality = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -328,3 +330,4 @@ class CoalitionGeneration(models.Model):
     class Meta:
         ordering = ["round_id", "mask"]
         constraints = [models.UniqueConstraint(fields=["round", "mask"], name="coalitiongeneration_unique")]
+from .quality_models import DataQualityReport, PairCluster, PairValue  # noqa: E402,F401  (the data-quality stage's rows)

@@ -60,10 +60,13 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
                  currency: str = "USD", decimals: int = 2, training: dict | None = None, beta: float | None = None,
                  owners: list[str] | None = None, budget: int | None = None, target: float | None = None,
                  objectives=None, payout_objective=None, decoding: dict | None = None, prompts: int | None = None,
+                 data_quality: bool = False, data_quality_options: dict | None = None,
                  created_by=None) -> ValuationRound:
     """Validate the request, snapshot the participating owners' data, record the full config.
 
-    `objectives`, `payout_objective`, `decoding` and `prompts` configure a `reward` round (objectives.py)."""
+    `objectives`, `payout_objective`, `decoding` and `prompts` configure a `reward` round (objectives.py).
+    `data_quality` opts the round into the data-quality stage (pair values, flags, clusters) after
+    valuing; `data_quality_options` tune it (engine/data_quality.OPTIONS)."""
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
     _validate_choice(estimator, Estimator, "estimator")
@@ -83,12 +86,15 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target)
     if reward is not None:
         config["reward"] = reward
+    if data_quality or data_quality_options:
+        data_quality = True
+        config["data_quality"] = stages.data_quality_config(data_quality_options, seed=seed)
     with transaction.atomic():
         valuation_round = ValuationRound(
             name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
             base_model_path=str(base_dir), base_model_hash=stages.model_dir_hash(base_dir), utility=utility,
             composition=composition, estimator=estimator, seed=seed, config=config, pool=amount,
-            currency=currency.upper(), decimals=decimals, status=ValuationRound.Status.DRAFT,
+            currency=currency.upper(), decimals=decimals, status=ValuationRound.Status.DRAFT, data_quality=data_quality,
             progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
         valuation_round.full_clean()
         valuation_round.save()
@@ -186,6 +192,7 @@ def round_execute(*, round_id: int, on_progress: ProgressFn | None = None) -> Va
     """Run (or resume) every remaining stage of the round. Idempotent."""
     existing = ValuationRound.objects.get(pk=round_id)
     if existing.status == ValuationRound.Status.DONE:
+        stages.run_data_quality(existing, on_progress=on_progress)  # resumes an interrupted opt-in stage; else no-op
         return existing
     valuation_round = round_claim(round_id=round_id)
     if valuation_round.started_at is None:
@@ -206,6 +213,7 @@ def round_execute(*, round_id: int, on_progress: ProgressFn | None = None) -> Va
         raise
     ValuationRound.objects.filter(pk=round_id).update(runner="", finished_at=timezone.now())
     valuation_round.refresh_from_db()
+    stages.run_data_quality(valuation_round, on_progress=on_progress)  # opt-in; records its own failure
     return valuation_round
 
 

@@ -21,3 +21,16 @@ def round_verify_task(report_id: int) -> None:
     from .fidelity import fidelity_run
 
     fidelity_run(report_id=report_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def data_quality_task(round_id: int) -> None:
+    """The data-quality stage of a finished round (valuation/data_quality.py); resumable, so a second delivery
+    finds it done or takes over a dead runner."""
+    from .data_quality import data_quality_run
+    from .models import ValuationRound
+
+    try:
+        data_quality_run(valuation_round=ValuationRound.objects.get(pk=round_id))
+    except ValidationError:
+        pass  # held by another live runner, or no longer asked for

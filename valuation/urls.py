@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import quality_views, views
 
 app_name = "valuation"
 
@@ -13,4 +13,9 @@ urlpatterns = [
     path("<int:round_id>/statement/", views.round_statement, name="round-statement"),
     path("<int:round_id>/statement.csv", views.round_statement_csv, name="round-statement-csv"),
     path("my-payouts/", views.my_payouts, name="my-payouts"),
+    path("<int:round_id>/data-quality/", quality_views.round_data_quality, name="round-data-quality"),
+    path("<int:round_id>/data-quality/run/", quality_views.round_data_quality_request, name="round-data-quality-run"),
+    path("<int:round_id>/curated.jsonl", quality_views.round_curated_jsonl, name="round-curated"),
+    path("<int:round_id>/my-pairs/", quality_views.round_my_pairs, name="round-my-pairs"),
+    path("<int:round_id>/my-pairs.csv", quality_views.round_my_pairs_csv, name="round-my-pairs-csv"),
 ]

@@ -142,6 +142,8 @@ VALUATION_DEVICE = env("VALUATION_DEVICE", default="cpu")
 # Modules whose callables a `reward` round may name as judges (importing a module runs its code, so a
 # web/API request must not name arbitrary ones). Reward-model directories are always allowed.
 JUDGE_MODULES = env.list("JUDGE_MODULES", default=["valuation.engine.synthetic", "judges"])
+# Pair embeddings of the data-quality stage; unset = ARTIFACTS_DIR/representations (read at use, so tests follow it).
+REPRESENTATIONS_DIR = env("REPRESENTATIONS_DIR", default=None)
 
 # --- Celery -------------------------------------------------------------------
 # SQLAlchemy transport on a SQLite file: a broker with no server to install.

@@ -64,6 +64,11 @@ def test_demo_command_sets_up_the_marketplace_and_runs_a_round(tiny_base_model, 
     assert values["alice"] > values["carol"] and values["bob"] > values["carol"]
     assert sum(p.amount for p in r.payouts.all()) == Decimal("1000.00")
     assert Contribution.objects.get(owner__user__username="mallory").status == "refused"
+    report = r.data_quality_report  # the demo opts into the data-quality stage: owners see flagged pairs
+    assert report.status == "done" and report.n_pairs == sum(n for _, _, n in synthetic.DEMO_OWNERS)
+    dave = report.pair_values.filter(owner__user__username="dave")
+    assert dave.filter(flagged=True).count() >= 0.8 * dave.count()  # every one of dave's labels is reversed
+    assert not report.pair_values.filter(owner__user__username="alice", flagged=True).exists()
     n_pairs = sum(n for _, _, n in synthetic.DEMO_OWNERS)
     assert PreferencePair.objects.count() == n_pairs
     assert_demo_signatures(ValuationRound.objects.get(name="demo-signatures"), values)

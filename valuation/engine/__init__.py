@@ -24,4 +24,9 @@ Modules, by the order a round uses them:
     judges      what scores a generated response: a callable or a reward-model directory
     reward      the `reward` utility: each coalition decoded once, judged per objective
     payouts     turn values into exact currency amounts
+    representations  mean-pooled base-model embeddings of pairs, cached by (base model, pair) hash
+    pair_classifier  the cheap utility: a Bradley–Terry classifier on pair features
+    pair_values TS-DShapley: pair values from truncated permutation Shapley inside sampled chains
+    curation    SHED: k-means clusters, proxy Shapley values, QOCS / QWCS curated subsets
+    data_quality  the data-quality assessment a round runs: values, flags with reasons, clusters
 """

@@ -180,6 +180,19 @@ def owner_pairs_with_flags(kind: str, n_pairs: int, seed: int) -> tuple[list[Pai
     return _make_pairs(kind, _block_prompts(OWNER_BLOCKS[seed], n_pairs), rng)
 
 
+def flip_labels(pairs: list[Pair], rate: float, seed: int) -> tuple[list[Pair], np.ndarray]:
+    """The pairs with round(rate · n) of them, chosen at random by ``seed``, reversed; and the mask of those.
+
+    How the pair-level benches plant known bad labels in an otherwise clean owner.
+    """
+    if not 0 <= rate <= 1:
+        raise ValueError(f"rate must be in [0, 1], got {rate}")
+    flipped = np.zeros(len(pairs), dtype=bool)
+    flipped[np.random.default_rng([seed, 3_000]).choice(len(pairs), size=int(round(rate * len(pairs))),
+                                                         replace=False)] = True
+    return [p.flipped() if f else p for p, f in zip(pairs, flipped)], flipped
+
+
 def owner_pairs(kind: str, n_pairs: int, seed: int) -> list[Pair]:
     """An owner's pairs of the given kind (see ``owner_pairs_with_flags``)."""
     return owner_pairs_with_flags(kind, n_pairs, seed)[0]

@@ -65,7 +65,7 @@ class Command(BaseCommand):
         base = build_base_model(files["corpus"], Path(settings.ARTIFACTS_DIR) / "base_model", seed=seed)
         self.stdout.write(f"base model: {base.path} ({base.metrics})")
         call_command("run_round", name=ROUND_NAME, pool="1000.00", base_model=str(base.path),
-                     eval_set="demo-eval", seed=seed, stdout=self.stdout, stderr=self.stderr)
+                     eval_set="demo-eval", seed=seed, data_quality=True, stdout=self.stdout, stderr=self.stderr)
         self.stdout.write("\nvaluing what the composed models generate (helpfulness, harmlessness)…")
         call_command("run_round", "--objective", "helpfulness", "--objective", "harmlessness",
                      name=SIGNATURE_ROUND, pool="1000.00", base_model=str(base.path), eval_set="demo-eval",

@@ -40,6 +40,8 @@ class Command(BaseCommand):
         reward.add_argument("--temperature", type=float, default=None)
         reward.add_argument("--top-p", type=float, default=None)
         reward.add_argument("--greedy", action="store_true", help="decode greedily instead of sampling")
+        parser.add_argument("--data-quality", action="store_true",
+                            help="after valuing, value every pair and cluster the data (see value_pairs)")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **opts):
@@ -73,7 +75,7 @@ class Command(BaseCommand):
             utility=opts["utility"], composition=opts["composition"], estimator=opts["estimator"],
             seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"],
             objectives=opts["objective"], payout_objective=opts["payout_objective"], prompts=opts["prompts"],
-            decoding=_decoding_options(opts))
+            decoding=_decoding_options(opts), data_quality=opts["data_quality"])
 
 
 def _decoding_options(opts) -> dict | None:
@@ -128,6 +130,7 @@ def round_summary(valuation_round) -> dict:
         "timings": valuation_round.timings,
         "note": valuation_round.payout_note,
         **_objective_summary(valuation_round),
+        **_data_quality(valuation_round),
     }
 
 
@@ -142,6 +145,14 @@ def _objective_summary(valuation_round) -> dict:
                            for name in table["objectives"]}}
 
 
+def _data_quality(valuation_round) -> dict:
+    report = getattr(valuation_round, "data_quality_report", None) if valuation_round.data_quality else None
+    if report is None:
+        return {}
+    return {"data_quality": {"status": report.status, "n_pairs": report.n_pairs, "n_flagged": report.n_flagged,
+                             "error": report.error.split("\n", 1)[0]}}
+
+
 def format_summary(valuation_round, result: dict) -> str:
     lines = [f"\nround '{valuation_round.name}' {valuation_round.status}: {valuation_round.utility}, "
              f"{valuation_round.composition} composition, {result['estimator']} Shapley",
@@ -153,4 +164,8 @@ def format_summary(valuation_round, result: dict) -> str:
     lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items()))
     if result["note"]:
         lines.append(result["note"])
+    if "data_quality" in result:
+        dq = result["data_quality"]
+        lines.append(f"data quality: {dq['status']}, {dq['n_flagged']} of {dq['n_pairs']} pairs flagged"
+                     + (f" ({dq['error']})" if dq["error"] else "") + f"; details: manage.py value_pairs {valuation_round.pk}")
     return "\n".join(lines)
