@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import CoalitionUtility, OwnerModel, OwnerValue, Payout, RoundOwner, ScoreCache, ValuationRound
+from .models import CoalitionUtility, OwnerModel, OwnerValue, Payout, RoundOwner, RoundTask, ScoreCache, ValuationRound
 
 
 class RoundOwnerInline(admin.TabularInline):
@@ -53,3 +53,15 @@ class PayoutAdmin(admin.ModelAdmin):
 class CoalitionUtilityAdmin(admin.ModelAdmin):
     list_display = ["round", "mask", "size", "value"]
     list_filter = ["round"]
+
+
+@admin.register(RoundTask)
+class RoundTaskAdmin(admin.ModelAdmin):
+    """Which worker ran which fine-tune or scoring pass, how often and how long (read-only: runners write it)."""
+
+    list_display = ["round", "stage", "index", "status", "worker", "attempts", "cached", "seconds", "finished_at"]
+    list_filter = ["stage", "status", "worker"]
+    readonly_fields = [f.name for f in RoundTask._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
