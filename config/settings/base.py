@@ -154,8 +154,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # fine-tunes are long: take one at a time
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=1)
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")  # one per deployment on a shared broker
 # Redis re-delivers an unacknowledged message after this long; a unit still running elsewhere then
-# waits for its lease, so it may be shorter than a fine-tune, but not much.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+# waits for its lease, so it may be shorter than a fine-tune, but not much. (Redis only: the SQLAlchemy
+# transport hands its options to create_engine, which refuses this one.)
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sentinel://")) else {})
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 

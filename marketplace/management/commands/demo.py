@@ -2,17 +2,15 @@
 
 migrate → demo admin + owners with their uploads (and a copier who is refused) →
 held-out eval set → tiny base model (cached) → one valuation round with progress
-bars → values and payouts table → web server + Celery worker on 127.0.0.1:8000.
+bars → values and payouts table → web server + Celery worker on 127.0.0.1:8000 (`manage.py serve`).
 Re-running it reuses everything already built.
 """
-import subprocess
-import sys
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from marketplace.models import Contribution, EvalSet
 from marketplace.parsing import UploadRefused
@@ -86,16 +84,4 @@ class Command(BaseCommand):
             f"  owners: alice, bob, carol, dave, erin / {DEMO_PASSWORD}\n"))
 
     def _serve(self, addr: str) -> None:
-        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-                                   "--loglevel", "warning"], cwd=settings.BASE_DIR)
-        try:
-            call_command("runserver", addr, use_reloader=False)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                raise CommandError("the Celery worker did not stop in time and was killed")
+        call_command("serve", addr=addr, stdout=self.stdout, stderr=self.stderr)  # web + worker; Ctrl-C stops both
