@@ -27,12 +27,15 @@ test: install browser  ## the whole suite (slow real-training tests included), t
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-postgres
 
-# The scale-out database: every fast test again on PostgreSQL when one answers (CI has it).
+# The scale-out database: every fast test again on PostgreSQL when one answers (CI has it), plus the
+# integration tests: a round on two real Celery workers over Redis (tests/integration; the test owns REDIS_URL's db).
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+REDIS_URL ?= redis://127.0.0.1:6379/15
 test-postgres: install
 	@if $(PY) -c "import psycopg; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
-	  echo "== the database tests again on PostgreSQL ($(POSTGRES_URL))"; \
-	  DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS); \
+	  echo "== the database tests again on PostgreSQL ($(POSTGRES_URL)), and the worker integration tests"; \
+	  DATABASE_URL=$(POSTGRES_URL) INTEGRATION_REDIS_URL=$(REDIS_URL) \
+	    $(PY) -m pytest -m "(not slow and not browser) or integration" $(PYTEST_ARGS); \
 	else echo "test-postgres: skipped, no PostgreSQL answers at $(POSTGRES_URL)"; fi
 
 test-fast: install browser  ## everything but the tests that train models
@@ -42,7 +45,7 @@ demo: install  ## build the tiny model, load demo owners, run a round, serve on 
 	$(PY) manage.py demo
 
 serve: install  ## web server + one Celery worker; Ctrl-C stops both
-	$(PY) manage.py demo --serve-only
+	$(PY) manage.py serve
 
 bench: install
 	$(PY) bench/upload.py
