@@ -1,9 +1,24 @@
 #!/bin/sh
-# web: migrate and serve; worker: a Celery worker; demo: the full demo.
+# The image's roles. web: migrate, then gunicorn on :8000. worker: one Celery worker (solo pool for
+# one process, prefork above). demo: the whole demo on the embedded default, served on :8000.
+# migrate: apply migrations and exit. Anything else runs as given (e.g. `python manage.py run_round ...`).
 set -e
-case "$1" in
-  web) python manage.py migrate --noinput && exec python manage.py runserver 0.0.0.0:8000 --noreload ;;
-  worker) exec celery -A config worker --loglevel info --concurrency "${WORKER_CONCURRENCY:-1}" ;;
-  demo) exec python manage.py demo --addr 0.0.0.0:8000 ;;
-  *) exec "$@" ;;
+role="${1:-web}"
+echo "$role" > /tmp/container-role  # read by docker/healthcheck.py
+case "$role" in
+  web)
+    python manage.py migrate --noinput
+    exec gunicorn config.wsgi --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-2}" --threads 4 \
+      --access-logfile - ;;
+  worker)
+    concurrency="${CELERY_WORKER_CONCURRENCY:-1}"
+    if [ "$concurrency" = 1 ]; then pool=solo; else pool=prefork; fi
+    exec celery -A config worker --pool "$pool" --concurrency "$concurrency" --loglevel INFO \
+      --hostname "worker@%h" --pidfile /tmp/celery-worker.pid ;;
+  demo)
+    exec python manage.py demo --addr 0.0.0.0:8000 ;;
+  migrate)
+    exec python manage.py migrate --noinput ;;
+  *)
+    exec "$@" ;;
 esac
