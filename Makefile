@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install browser test test-postgres test-fast demo serve bench bench-dashboard clean
+.PHONY: install browser test test-postgres test-fast demo serve bench bench-dashboard bench-round clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench: install
 
 bench-dashboard: install  ## page latency with 1,000 owners x 50 rounds under 20 concurrent clients
 	$(PY) bench/dashboard_load.py
+
+bench-round: install  ## a whole 8-owner round vs one DPO fine-tune on the pooled data (target <= 1.3x)
+	$(PY) bench/round_overhead.py --threads 1 --cold
 
 clean:
 	rm -rf var/ .pytest_cache

@@ -232,7 +232,8 @@ def summarise(runs: dict, epochs: int) -> dict:
     med = {kind: {key: statistics.median(r[key] for r in rs) for key in ("wall", "cpu")} for kind, rs in runs.items()}
     ratios = {kind: {key: med[kind][key] / med["pooled"][key] for key in ("wall", "cpu")} for kind in med}
     stages = {k: statistics.median(r["stages"][k] for r in runs["round"]) for k in runs["round"][0]["stages"]}
-    engine = {key: statistics.median(sum(r["engine_cpu"][key]) for r in runs["round"]) for key in ("fine_tunes", "scoring")}
+    engine = {key: statistics.median(sum(r["engine_cpu"][key]) for r in runs["round"])
+              for key in ("fine_tunes", "scoring")}
     return {"median": med, "ratio": ratios, "stages": stages, "round_engine_cpu": engine,
             "steps": {"round": sum(f["steps"] for f in runs["round"][0]["fine_tunes"]),
                       "pooled": runs["pooled"][0]["steps"]},
