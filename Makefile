@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install browser test test-postgres test-fast demo serve bench bench-dashboard clean
+.PHONY: install browser test test-postgres test-fast demo serve bench bench-dashboard bench-round clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,12 +27,15 @@ test: install browser  ## the whole suite (slow real-training tests included), t
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-postgres
 
-# The scale-out database: every fast test again on PostgreSQL when one answers (CI has it).
+# The scale-out database: every fast test again on PostgreSQL when one answers (CI has it), plus the
+# integration tests: a round on two real Celery workers over Redis (tests/integration; the test owns REDIS_URL's db).
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+REDIS_URL ?= redis://127.0.0.1:6379/15
 test-postgres: install
 	@if $(PY) -c "import psycopg; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
-	  echo "== the database tests again on PostgreSQL ($(POSTGRES_URL))"; \
-	  DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS); \
+	  echo "== the database tests again on PostgreSQL ($(POSTGRES_URL)), and the worker integration tests"; \
+	  DATABASE_URL=$(POSTGRES_URL) INTEGRATION_REDIS_URL=$(REDIS_URL) \
+	    $(PY) -m pytest -m "(not slow and not browser) or integration" $(PYTEST_ARGS); \
 	else echo "test-postgres: skipped, no PostgreSQL answers at $(POSTGRES_URL)"; fi
 
 test-fast: install browser  ## everything but the tests that train models
@@ -42,13 +45,16 @@ demo: install  ## build the tiny model, load demo owners, run a round, serve on 
 	$(PY) manage.py demo
 
 serve: install  ## web server + one Celery worker; Ctrl-C stops both
-	$(PY) manage.py demo --serve-only
+	$(PY) manage.py serve
 
 bench: install
 	$(PY) bench/upload.py
 
 bench-dashboard: install  ## page latency with 1,000 owners x 50 rounds under 20 concurrent clients
 	$(PY) bench/dashboard_load.py
+
+bench-round: install  ## a whole 8-owner round vs one DPO fine-tune on the pooled data (target <= 1.3x)
+	$(PY) bench/round_overhead.py --threads 1 --cold
 
 clean:
 	rm -rf var/ .pytest_cache

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from .models import (CoalitionGeneration, CoalitionUtility, DataQualityReport, ObjectiveValue, OwnerModel, OwnerValue,
-                     Payout, RoundOwner, ScoreCache, ValuationRound)
+                     Payout, RoundOwner, RoundTask, ScoreCache, ValuationRound)
 
 
 class RoundOwnerInline(admin.TabularInline):
@@ -67,6 +67,8 @@ class CoalitionGenerationAdmin(admin.ModelAdmin):
     list_display = ["round", "mask", "size", "scores", "n_tokens", "seconds"]
     list_filter = ["round"]
     readonly_fields = ["round", "mask", "size", "scores", "responses", "n_tokens", "seconds"]
+
+
 @admin.register(DataQualityReport)
 class DataQualityReportAdmin(admin.ModelAdmin):
     """Read-only: the stage writes these; the round's data-quality page shows pairs and clusters."""
@@ -74,6 +76,18 @@ class DataQualityReportAdmin(admin.ModelAdmin):
     list_display = ["round", "status", "n_pairs", "n_flagged", "n_chains", "finished_at"]
     list_filter = ["status"]
     readonly_fields = [f.name for f in DataQualityReport._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(RoundTask)
+class RoundTaskAdmin(admin.ModelAdmin):
+    """Which worker ran which fine-tune or scoring pass, how often and how long (read-only: runners write it)."""
+
+    list_display = ["round", "stage", "index", "status", "worker", "attempts", "cached", "seconds", "finished_at"]
+    list_filter = ["stage", "status", "worker"]
+    readonly_fields = [f.name for f in RoundTask._meta.fields]
 
     def has_add_permission(self, request):
         return False

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from marketplace.models import EvalSet
 
 from . import fidelity, selectors, services
-from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, Utility,
+from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, RoundTask, Utility,
                      ValuationRound)
 
 
@@ -94,11 +94,33 @@ class RoundListCreateApi(APIView):
         return Response(RoundOutputSerializer(valuation_round).data, status=status.HTTP_201_CREATED)
 
 
+class RoundUnitOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RoundTask
+        fields = ["stage", "index", "status", "worker", "attempts", "cached", "seconds", "started_at", "finished_at"]
+
+
+class RoundDetailOutputSerializer(RoundOutputSerializer):
+    """The round plus its units (one fine-tune or scoring pass each; index -1 = the base model) and who ran
+    them, for staff; owners see the round without them."""
+
+    units = serializers.SerializerMethodField()
+
+    class Meta(RoundOutputSerializer.Meta):
+        fields = RoundOutputSerializer.Meta.fields + ["units"]
+
+    @extend_schema_field(RoundUnitOutputSerializer(many=True))
+    def get_units(self, valuation_round) -> list:
+        if not self.context.get("staff"):
+            return []
+        return RoundUnitOutputSerializer(valuation_round.tasks.order_by("stage", "index"), many=True).data
+
+
 class RoundDetailApi(APIView):
-    @extend_schema(responses=RoundOutputSerializer)
+    @extend_schema(responses=RoundDetailOutputSerializer)
     def get(self, request, round_id: int):
         valuation_round = selectors.round_get_for(user=request.user, round_id=round_id)
-        return Response(RoundOutputSerializer(valuation_round).data)
+        return Response(RoundDetailOutputSerializer(valuation_round, context={"staff": request.user.is_staff}).data)
 
 
 class ValueOutputSerializer(serializers.ModelSerializer):

@@ -52,6 +52,8 @@ def fidelity_request(*, valuation_round: ValuationRound, mode: str = FidelityRep
         raise ValidationError(f"unknown mode '{mode}'; choose one of: {', '.join(FidelityReport.Mode.values)}")
     if valuation_round.status != ValuationRound.Status.DONE:
         raise ValidationError(f"only a finished round can be verified (this one is {valuation_round.status})")
+    if valuation_round.config.get("dtype", "float32") != "float32":
+        raise ValidationError(f"fidelity checks train in float32; this round ran in {valuation_round.config['dtype']}")
     n = valuation_round.participants.count()
     if n > MAX_OWNERS:
         raise ValidationError(f"fidelity checks stop at {MAX_OWNERS} owners; this round has {n}")

@@ -330,4 +330,49 @@ class CoalitionGeneration(models.Model):
     class Meta:
         ordering = ["round_id", "mask"]
         constraints = [models.UniqueConstraint(fields=["round", "mask"], name="coalitiongeneration_unique")]
+
+
+class RoundTask(models.Model):
+    """One unit of a round's work, who did it and how long it took: one owner's fine-tune or one
+    model's scoring pass (index -1 = the base model).
+
+    The foreground runner and the Celery tasks go through these rows (stages/units.py): a unit is
+    leased (holder host:pid + heartbeat) while it runs and marked done once its result is linked, so a
+    message delivered twice does the work once, and a lease whose holder died is taken over."""
+
+    class Stage(models.TextChoices):
+        TRAINING = "training", "owner fine-tune"
+        SCORING = "scoring", "scoring pass"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    BASE_INDEX = -1  # the base model's scoring pass
+
+    round = models.ForeignKey(ValuationRound, on_delete=models.CASCADE, related_name="tasks")
+    stage = models.CharField(max_length=10, choices=Stage.choices)
+    index = models.SmallIntegerField()  # participant index (bit position); -1 = base model
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    worker = models.CharField(max_length=200, blank=True)  # who ran it: a Celery node name or "foreground@host"
+    lease = models.CharField(max_length=200, blank=True)  # host:pid holding it while it runs
+    attempts = models.PositiveSmallIntegerField(default=0)  # claims: > 1 after a redelivery or a takeover
+    cached = models.BooleanField(default=False)  # its model or scores were already there: no work done
+    seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["round_id", "stage", "index"]
+        constraints = [models.UniqueConstraint(fields=["round", "stage", "index"], name="roundtask_unique_unit")]
+
+    def __str__(self) -> str:
+        what = "base model" if self.index == self.BASE_INDEX else f"owner {self.index}"
+        return f"{self.stage} {what} of {self.round_id}"
+
+
 from .quality_models import DataQualityReport, PairCluster, PairValue  # noqa: E402,F401  (the data-quality stage's rows)

@@ -1,16 +1,16 @@
 """Writes of valuation rounds: create, execute (resumable), cancel, approve payouts.
 
-One round runner (`round_execute`) serves the CLI, the web button, the API and the
-Celery task. It claims the round, runs the stages in order (stages.py), and leaves
-the round resumable whatever stops it: an exception marks it failed with the
-reason; an interrupt or a killed process leaves its status, and the next
-`round_execute` continues where it stopped — stages skip work that is done.
+One set of stage functions serves the CLI, the web button, the API and Celery:
+`round_execute` runs the stages in order in this process (manage.py run_round), and
+`round_queue` hands the round to the Celery workers, which run the same per-owner units
+one task each (dispatch.py, stages/units.py). Either way the round is claimed, and left
+resumable whatever stops it: an exception marks it failed with the reason; an interrupt
+or a killed process leaves its status, and the next run continues where it stopped —
+units that are done are skipped.
 """
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import traceback
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -27,6 +27,8 @@ from marketplace.models import Contribution, DataOwner, EvalSet
 from . import objectives as objectives_module
 from . import stages
 from .engine.sampling import DEFAULT_TARGET  # stop sampling once ≤ 1% of the pool could be misallocated
+from .leases import holder_alive as _runner_alive
+from .leases import process_id as _runner_id
 from .models import Composition, Estimator, Payout, RoundOwner, Utility, ValuationRound
 
 logger = logging.getLogger(__name__)
@@ -153,26 +155,9 @@ def round_queue(*, valuation_round: ValuationRound) -> ValuationRound:
     return valuation_round
 
 
-def _runner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _runner_alive(runner: str) -> bool:
-    host, _, pid = runner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine: trust the heartbeat instead
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def round_claim(*, round_id: int) -> ValuationRound:
-    """Take the round for this process, unless a live runner holds it."""
-    me = _runner_id()
+def round_claim(*, round_id: int, runner: str | None = None) -> ValuationRound:
+    """Take the round for this process (or for ``runner``, e.g. the Celery workers), unless a live runner holds it."""
+    me = runner or _runner_id()
     current = ValuationRound.objects.get(pk=round_id)
     holder = current.runner
     stale = current.heartbeat_at is None or timezone.now() - current.heartbeat_at > STALE_HEARTBEAT
@@ -202,10 +187,7 @@ def round_execute(*, round_id: int, on_progress: ProgressFn | None = None) -> Va
         stages.run_scoring(valuation_round, on_progress=on_progress)
         stages.run_valuing(valuation_round, on_progress=on_progress)
     except Exception as exc:
-        logger.exception("round %s failed", round_id)
-        ValuationRound.objects.filter(pk=round_id).update(
-            status=ValuationRound.Status.FAILED, runner="", error=f"{type(exc).__name__}: {exc}\n\n"
-            + "".join(traceback.format_exception(exc))[-4000:])
+        round_fail(round_id=round_id, exc=exc)
         raise
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM): keep the status so the next run resumes here.
@@ -215,6 +197,14 @@ def round_execute(*, round_id: int, on_progress: ProgressFn | None = None) -> Va
     valuation_round.refresh_from_db()
     stages.run_data_quality(valuation_round, on_progress=on_progress)  # opt-in; records its own failure
     return valuation_round
+
+
+def round_fail(*, round_id: int, exc: BaseException) -> None:
+    """Mark the round failed with the reason (and release it); running it again resumes it."""
+    logger.error("round %s failed", round_id, exc_info=exc)
+    ValuationRound.objects.filter(pk=round_id).exclude(status=ValuationRound.Status.DONE).update(
+        status=ValuationRound.Status.FAILED, runner="", error=f"{type(exc).__name__}: {exc}\n\n"
+        + "".join(traceback.format_exception(exc))[-4000:])
 
 
 def round_cancel(*, valuation_round: ValuationRound) -> ValuationRound:

@@ -137,8 +137,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # --- Valuation ----------------------------------------------------------------
-ARTIFACTS_DIR = Path(env("ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
-VALUATION_DEVICE = env("VALUATION_DEVICE", default="cpu")
+ARTIFACTS_DIR = Path(env("ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))  # shared by every worker
+VALUATION_DEVICE = env("VALUATION_DEVICE", default="cpu")  # this worker's: cpu | cuda
+# Compute precision new rounds record (float32 | bfloat16 | float16, the last on cuda only): it changes
+# the trained weights, so it is part of the owner-model and score cache keys and every worker follows it.
+VALUATION_DTYPE = env("VALUATION_DTYPE", default="float32")
 # Modules whose callables a `reward` round may name as judges (importing a module runs its code, so a
 # web/API request must not name arbitrary ones). Reward-model directories are always allowed.
 JUDGE_MODULES = env.list("JUDGE_MODULES", default=["valuation.engine.synthetic", "judges"])
@@ -148,9 +151,20 @@ REPRESENTATIONS_DIR = env("REPRESENTATIONS_DIR", default=None)
 # --- Celery -------------------------------------------------------------------
 # SQLAlchemy transport on a SQLite file: a broker with no server to install.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}")
-CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)  # none needed: rounds join in the database
 CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the message for another
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ... also when only its pool process dies (OOM killer)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # fine-tunes are long: take one at a time
+# Processes per worker; each fine-tune already uses VALUATION_TORCH_THREADS cores (or a whole GPU).
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=1)
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")  # one per deployment on a shared broker
+# Redis re-delivers an unacknowledged message after this long; a unit still running elsewhere then
+# waits for its lease, so it may be shorter than a fine-tune, but not much. (Redis only: the SQLAlchemy
+# transport hands its options to create_engine, which refuses this one.)
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sentinel://")) else {})
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # --- Logging ------------------------------------------------------------------

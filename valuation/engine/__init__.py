@@ -7,6 +7,7 @@ here may import django (tests/valuation/engine/test_no_django.py enforces it).
 Modules, by the order a round uses them:
     synthetic   demo domain with known data quality (corpus, owners, eval set, judges)
     base_model  train the tiny byte-level BPE + Llama-style reference model
+    runtime     device and precision; what a worker keeps warm between fine-tunes and scoring passes
     dpo         one owner's DPO fine-tune with TRL
     scoring     cached response log-probs under the base model and each owner model
     arithmetic  coalition composition weights (language-model arithmetic)

@@ -12,6 +12,11 @@ owner data hash and the training config hash, and a finished matching directory 
 returned as is. Training writes into a temporary directory that is renamed into place
 only when complete, and TRL's own outputs (logs, checkpoints) stay in a scratch
 directory that is deleted afterwards.
+
+The base model is read from disk once per worker process (runtime.py): each run
+trains a copy of it against another copy as the frozen reference. The device and
+precision come from a `Runtime`; a non-float32 precision is part of the artifact's
+identity (recorded and matched like the config hash).
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import runtime as rt
 from .base_model import RECORD_FILES as BASE_RECORD_FILES
-from .base_model import load_base_model, load_tokenizer, quiet_hf, torch_threads
+from .base_model import load_tokenizer, quiet_hf, torch_threads
 from .data import Pair, pairs_to_dataset
 from .hashing import config_hash, directory_hash, pairs_hash
 
@@ -60,7 +66,7 @@ class TrainResult:
     cached: bool = False  # True when a finished matching model was returned without training
 
 
-def _dpo_args(config: TrainingConfig, scratch: str):
+def _dpo_args(config: TrainingConfig, scratch: str, runtime: rt.Runtime = rt.Runtime()):
     from trl import DPOConfig
 
     return DPOConfig(
@@ -75,11 +81,11 @@ def _dpo_args(config: TrainingConfig, scratch: str):
         max_length=config.max_length,
         seed=config.seed,
         data_seed=config.seed,
-        use_cpu=True,
+        use_cpu=runtime.device == "cpu",
         # TRL defaults to bf16 autocast, even on CPU: float32 keeps log-probs exact (they must match
-        # scoring.py's to 1e-3) and is faster on CPUs without bf16 units.
-        bf16=False,
-        fp16=False,
+        # scoring.py's to 1e-3) and is faster on CPUs without bf16 units. Mixed precision only on request.
+        bf16=runtime.dtype == "bfloat16",
+        fp16=runtime.dtype == "float16",
         report_to="none",
         save_strategy="no",
         logging_steps=1,
@@ -103,22 +109,25 @@ def _peft_config(config: TrainingConfig):
 
 
 def build_trainer(
-    base_dir: str | Path, pairs: list[Pair], config: TrainingConfig, scratch: str, eval_pairs: list[Pair] | None = None
+    base_dir: str | Path, pairs: list[Pair], config: TrainingConfig, scratch: str, eval_pairs: list[Pair] | None = None,
+    runtime: rt.Runtime | None = None,
 ):
     """A ready ``DPOTrainer`` for ``pairs`` on top of ``base_dir`` (seeded before anything random)."""
     from transformers import PrinterCallback, set_seed
     from trl import DPOTrainer
 
+    runtime = runtime or rt.Runtime.from_env()
+    runtime.check_device()
     quiet_hf()
     set_seed(config.seed)
-    tokenizer = load_tokenizer(base_dir)
-    model = load_base_model(base_dir).train()
+    tokenizer = rt.tokenizer(base_dir)
+    model = rt.base_model_copy(base_dir).train()
     # Full fine-tuning: the frozen base is the reference. With LoRA, TRL disables the adapter instead.
-    ref_model = None if config.use_lora else load_base_model(base_dir)
+    ref_model = None if config.use_lora else rt.base_model_copy(base_dir)
     trainer = DPOTrainer(
         model=model,
         ref_model=ref_model,
-        args=_dpo_args(config, scratch),
+        args=_dpo_args(config, scratch, runtime),
         train_dataset=pairs_to_dataset(pairs),
         eval_dataset=pairs_to_dataset(eval_pairs) if eval_pairs else None,
         processing_class=tokenizer,
@@ -180,6 +189,7 @@ def train_owner_model(
     config: TrainingConfig = TrainingConfig(),
     *,
     base_model_hash: str | None = None,
+    runtime: rt.Runtime | None = None,
 ) -> TrainResult:
     """Fine-tune ``base_dir`` on one owner's ``pairs`` with DPO into ``out_dir`` (or return the cached model).
 
@@ -187,12 +197,15 @@ def train_owner_model(
     """
     if not pairs:
         raise ValueError("an owner model needs at least one preference pair")
+    runtime = runtime or rt.Runtime.from_env()
     base, out = Path(base_dir), Path(out_dir)
     expected = {
         "base_model_hash": base_model_hash or directory_hash(base, exclude=BASE_RECORD_FILES),
         "data_hash": pairs_hash(pairs),
         "config_hash": config_hash(config),
     }
+    if runtime.dtype != rt.DEFAULT_DTYPE:
+        expected["dtype"] = runtime.dtype  # float32 artifacts carry no dtype: they predate the setting
     cached = _cached_model(out, expected)
     if cached is not None:
         return cached
@@ -200,9 +213,10 @@ def train_owner_model(
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="dpo-scratch-") as scratch, torch_threads() as threads:
-        trainer = build_trainer(base, list(pairs), config, scratch)
+        trainer = build_trainer(base, list(pairs), config, scratch, runtime=runtime)
         trainer.train()
-        metrics = {**_summarise(trainer.state.log_history), "n_pairs": len(pairs), "threads": threads}
+        metrics = {**_summarise(trainer.state.log_history), "n_pairs": len(pairs), "threads": threads,
+                   "device": runtime.device}
         model_hash = _save(trainer, base, tmp, config, expected, metrics)
     if out.exists():
         shutil.rmtree(out)

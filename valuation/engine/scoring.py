@@ -12,6 +12,10 @@ unless already there, prompt, prompt+chosen and prompt+rejected are tokenised
 separately, the response starts where the tokenised prompt stops being a common prefix
 of both, and sequences are cut at `max_length` keeping the start. So these numbers
 equal TRL's `logps/chosen` and `logps/rejected`.
+
+`score_model` reuses the worker's warm base model, tokenizer and tokenised eval set
+(runtime.py): a round's n + 1 passes tokenise the eval set once and read the base
+model's files once.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import runtime as rt
 from .base_model import load_base_model, load_tokenizer, torch_threads
 from .data import Pair
 
@@ -75,7 +80,7 @@ def tokenize_pair(tokenizer, pair: Pair) -> tuple[list[int], list[int], list[int
     return prompt_ids[:prompt_len], prompt_chosen[prompt_len:], prompt_rejected[prompt_len:]
 
 
-def _sequences(tokenizer, pairs: list[Pair], max_length: int | None):
+def tokenize_sequences(tokenizer, pairs: list[Pair], max_length: int | None):
     """Per pair two (input_ids, response_mask) sequences: prompt+chosen, prompt+rejected."""
     chosen, rejected = [], []
     for pair in pairs:
@@ -99,11 +104,13 @@ def _batch_logps(model, batch: list[tuple[list[int], list[int]]], pad_id: int) -
         input_ids[row, : len(ids)] = torch.tensor(ids)
         attention[row, : len(ids)] = 1
         response[row, : len(ids)] = torch.tensor(mask, dtype=torch.bool)
+    device = model.device
+    input_ids, attention, response = input_ids.to(device), attention.to(device), response.to(device)
     logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
     # float64 log-softmax: the sums over ~30 tokens stay batch-size independent to 1e-6.
     logps = torch.log_softmax(logits[:, :-1].double(), dim=-1)
     token_logps = logps.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    return (token_logps * response[:, 1:]).sum(dim=1).numpy()
+    return (token_logps * response[:, 1:]).sum(dim=1).cpu().numpy()
 
 
 def _logps(model, sequences, pad_id: int, batch_size: int) -> np.ndarray:
@@ -112,7 +119,8 @@ def _logps(model, sequences, pad_id: int, batch_size: int) -> np.ndarray:
 
 
 def sequence_logps(
-    model_dir_or_loaded, tokenizer, pairs: list[Pair], *, batch_size: int = 16, max_length: int | None = None
+    model_dir_or_loaded, tokenizer, pairs: list[Pair], *, batch_size: int = 16, max_length: int | None = None,
+    runtime: rt.Runtime | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(chosen_logps, rejected_logps), float64 arrays of length len(pairs).
 
@@ -120,19 +128,24 @@ def sequence_logps(
     ``tokenizer`` may be None for a directory that holds its tokenizer. Pass the
     training ``max_length`` to reproduce TRL's truncation of over-long pairs.
     """
+    if isinstance(model_dir_or_loaded, (str, Path)):
+        tokenizer = tokenizer or load_tokenizer(model_dir_or_loaded)
+        model_dir_or_loaded = load_policy(model_dir_or_loaded)
+    chosen, rejected = tokenize_sequences(tokenizer, list(pairs), max_length)
+    return sequences_logps(model_dir_or_loaded, tokenizer, chosen, rejected, batch_size=batch_size, runtime=runtime)
+
+
+def sequences_logps(model, tokenizer, chosen, rejected, *, batch_size: int = 16, runtime: rt.Runtime | None = None):
+    """Log-probs of already tokenised (chosen, rejected) sequences (``tokenize_sequences``) under ``model``."""
     import torch
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if isinstance(model_dir_or_loaded, (str, Path)):
-        tokenizer = tokenizer or load_tokenizer(model_dir_or_loaded)
-        model_dir_or_loaded = load_policy(model_dir_or_loaded)
-    model = model_dir_or_loaded
+    runtime = runtime or rt.Runtime()
     was_training = model.training
-    chosen, rejected = _sequences(tokenizer, list(pairs), max_length)
     model.eval()
     try:
-        with torch.no_grad(), torch_threads():
+        with torch.no_grad(), torch_threads(), runtime.autocast():
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
             return _logps(model, chosen, pad_id, batch_size), _logps(model, rejected, pad_id, batch_size)
     finally:
@@ -146,16 +159,37 @@ def score_model(
     *,
     batch_size: int = 16,
     max_length: int | None = None,
+    runtime: rt.Runtime | None = None,
 ) -> ScoreResult:
     """Log-probs of every pair's responses under the model in ``model_dir`` (full model or adapter).
 
     Score the base model itself with ``model_dir == base_dir``. The tokenizer is always
     the base model's, so every model sees identical token ids.
     """
-    model = load_policy(model_dir, base_dir)
-    tokenizer = load_tokenizer(base_dir if base_dir is not None else model_dir)
-    chosen, rejected = sequence_logps(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length)
+    runtime = runtime or rt.Runtime.from_env()
+    runtime.check_device()
+    tokenizer_dir = base_dir if base_dir is not None else model_dir
+    model = _warm_policy(model_dir, base_dir, runtime)
+    chosen_ids, rejected_ids = rt.eval_sequences(tokenizer_dir, pairs, max_length)
+    chosen, rejected = sequences_logps(model, rt.tokenizer(tokenizer_dir), chosen_ids, rejected_ids,
+                                       batch_size=batch_size, runtime=runtime)
     return ScoreResult(chosen=chosen, rejected=rejected)
+
+
+def _warm_policy(model_dir, base_dir, runtime: rt.Runtime):
+    """``load_policy``, but the base model comes from the worker's memory instead of its files."""
+    same_as_base = base_dir is not None and Path(model_dir).resolve() == Path(base_dir).resolve()
+    if same_as_base and runtime.device == "cpu":
+        return rt.shared_base_model(base_dir)  # read-only use: no copy needed
+    if same_as_base:
+        return rt.base_model_copy(base_dir).to(runtime.device)
+    if is_adapter_dir(model_dir):
+        from peft import PeftModel
+
+        if base_dir is None:
+            raise ValueError(f"{model_dir} holds a PEFT adapter; pass the base model directory it was trained on")
+        return PeftModel.from_pretrained(rt.base_model_copy(base_dir), str(model_dir)).eval().to(runtime.device)
+    return load_base_model(model_dir).to(runtime.device)
 
 
 def delta_matrix(base: ScoreResult, owners: list[ScoreResult]) -> np.ndarray:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
 
 from marketplace.models import PairFormat
@@ -78,8 +79,29 @@ def round_config(*, training: dict, seed: int, beta: float | None, budget: int, 
     if beta is not None:
         overrides["beta"] = beta
     cfg = TrainingConfig(**overrides)
-    return {"training": dataclasses.asdict(cfg), "beta": cfg.beta, "seed": seed, "budget": budget,
-            "target": target, "versions": _library_versions()}
+    config = {"training": dataclasses.asdict(cfg), "beta": cfg.beta, "seed": seed, "budget": budget,
+              "target": target, "versions": _library_versions()}
+    dtype = _checked_dtype(settings.VALUATION_DTYPE)
+    if dtype != "float32":
+        config["dtype"] = dtype  # float32 rounds record none: the precision every round had before the setting
+    return config
+
+
+def _checked_dtype(dtype: str) -> str:
+    from valuation.engine.runtime import DTYPES
+
+    if dtype not in DTYPES:
+        from django.core.exceptions import ValidationError
+
+        raise ValidationError(f"VALUATION_DTYPE '{dtype}' is not one of: {', '.join(DTYPES)}")
+    return dtype
+
+
+def runtime_of(valuation_round):
+    """Where this process trains and scores for the round: its own device, the round's recorded precision."""
+    from valuation.engine.runtime import Runtime
+
+    return Runtime(device=settings.VALUATION_DEVICE, dtype=valuation_round.config.get("dtype", "float32"))
 
 
 def _library_versions() -> dict:
@@ -96,7 +118,11 @@ def _library_versions() -> dict:
 
 
 def set_status(valuation_round: ValuationRound, status: str) -> None:
-    ValuationRound.objects.filter(pk=valuation_round.pk).update(status=status, heartbeat_at=timezone.now(), error="")
+    """Move an unfinished round to ``status``; a done or cancelled round never moves back (a late duplicate
+    task must not reopen it)."""
+    ValuationRound.objects.filter(pk=valuation_round.pk).exclude(
+        status__in=[ValuationRound.Status.DONE, ValuationRound.Status.CANCELLED]
+    ).update(status=status, heartbeat_at=timezone.now(), error="")
     valuation_round.status = status
 
 

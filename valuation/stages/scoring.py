@@ -1,6 +1,7 @@
 """Scoring stage: the eval set's response log-probs under the base model and each owner model,
 computed once and cached by (model hash, eval-set hash). Everything after this stage is array
-arithmetic on the cached (n × T) matrix: no model is touched again."""
+arithmetic on the cached (n × T) matrix: no model is touched again. Each model's pass is a unit
+(stages/units.py): the foreground runner loops over them, a Celery worker runs one per task."""
 from __future__ import annotations
 
 import hashlib
@@ -9,35 +10,30 @@ import time
 import numpy as np
 
 from ..models import OwnerModel, ScoreCache, ValuationRound
-from .common import check_not_cancelled, record_timing, report_progress, set_status, eval_pairs
+from .common import record_timing, runtime_of, set_status
 
 
 def score_key(valuation_round, owner_model: OwnerModel | None) -> str:
+    dtype = valuation_round.config.get("dtype", "float32")
     if owner_model is None:
-        return valuation_round.base_model_hash
-    return model_score_key(valuation_round.base_model_hash, owner_model.model_hash)
+        if dtype == "float32":
+            return valuation_round.base_model_hash
+        return hashlib.sha256(f"{valuation_round.base_model_hash}:{dtype}".encode()).hexdigest()
+    return model_score_key(valuation_round.base_model_hash, owner_model.model_hash, dtype=dtype)
 
 
-def model_score_key(base_model_hash: str, model_hash: str) -> str:
+def model_score_key(base_model_hash: str, model_hash: str, *, dtype: str = "float32") -> str:
     """ScoreCache key of any model scored against this base (owner or, for fidelity checks, coalition)."""
-    return hashlib.sha256(f"{base_model_hash}:{model_hash}".encode()).hexdigest()
+    suffix = "" if dtype == "float32" else f":{dtype}"  # float32 keys are the ones every earlier round used
+    return hashlib.sha256(f"{base_model_hash}:{model_hash}{suffix}".encode()).hexdigest()
 
 
 def run_scoring(valuation_round: ValuationRound, *, on_progress=None) -> None:
+    from .units import stage_run
+
     set_status(valuation_round, ValuationRound.Status.SCORING)
-    models = [None] + [p.owner_model for p in valuation_round.participants.select_related("owner_model")
-                       .order_by("index")]
     started = time.perf_counter()
-    pairs = None
-    for done, owner_model in enumerate(models):
-        report_progress(valuation_round, "scoring", done, len(models), on_progress)
-        key = score_key(valuation_round, owner_model)
-        if ScoreCache.objects.filter(model_hash=key, eval_hash=valuation_round.eval_set_hash).exists():
-            continue
-        check_not_cancelled(valuation_round)
-        pairs = pairs if pairs is not None else eval_pairs(valuation_round.eval_set)
-        _score_one(valuation_round, owner_model, key, pairs)
-    report_progress(valuation_round, "scoring", len(models), len(models), on_progress)
+    stage_run(valuation_round, "scoring", on_progress=on_progress)
     record_timing(valuation_round, "scoring", time.perf_counter() - started)
 
 
@@ -54,7 +50,7 @@ def ensure_scores(valuation_round, *, key: str, model_dir, pairs):
     if row is not None:
         return _as_result(row)
     started = time.perf_counter()
-    result = scoring.score_model(model_dir, valuation_round.base_model_path, pairs)
+    result = scoring.score_model(model_dir, valuation_round.base_model_path, pairs, runtime=runtime_of(valuation_round))
     ScoreCache.objects.get_or_create(model_hash=key, eval_hash=valuation_round.eval_set_hash, defaults=dict(
         chosen_logps=[float(x) for x in result.chosen], rejected_logps=[float(x) for x in result.rejected],
         seconds=time.perf_counter() - started))

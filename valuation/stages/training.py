@@ -1,6 +1,7 @@
 """Training stage: one DPO model per owner, cached by (base model hash, data hash, training
 config hash) so later rounds reuse it; a finished artifact whose row was never written (the
-process died in between) is adopted, not retrained."""
+process died in between) is adopted, not retrained. Each owner's fine-tune is a unit
+(stages/units.py): the foreground runner loops over them, a Celery worker runs one per task."""
 from __future__ import annotations
 
 import hashlib
@@ -11,36 +12,29 @@ from pathlib import Path
 from django.conf import settings
 
 from ..models import OwnerModel, RoundOwner, ValuationRound
-from .common import check_not_cancelled, record_timing, report_progress, set_status, owner_pairs, training_config
+from .common import owner_pairs, record_timing, runtime_of, set_status
 
 logger = logging.getLogger(__name__)
 
 
-def owner_model_key(*, base_model_hash: str, data_hash: str, config_hash: str) -> str:
-    return hashlib.sha256(f"{base_model_hash}:{data_hash}:{config_hash}".encode()).hexdigest()
+def owner_model_key(*, base_model_hash: str, data_hash: str, config_hash: str, dtype: str = "float32") -> str:
+    suffix = "" if dtype == "float32" else f":{dtype}"  # float32 keys are the ones every earlier round used
+    return hashlib.sha256(f"{base_model_hash}:{data_hash}:{config_hash}{suffix}".encode()).hexdigest()
 
 
 def run_training(valuation_round: ValuationRound, *, on_progress=None) -> None:
-    from valuation.engine.hashing import config_hash
+    from .units import stage_run
 
     set_status(valuation_round, ValuationRound.Status.TRAINING)
-    cfg = training_config(valuation_round.config)
-    cfg_hash = config_hash(cfg)
-    participants = list(valuation_round.participants.select_related("owner__user").order_by("index"))
     started = time.perf_counter()
-    for done, participant in enumerate(participants):
-        report_progress(valuation_round, "training", done, len(participants), on_progress)
-        if participant.owner_model_id is None:
-            check_not_cancelled(valuation_round)
-            ensure_owner_model(valuation_round, participant, cfg, cfg_hash)
-    report_progress(valuation_round, "training", len(participants), len(participants), on_progress)
+    stage_run(valuation_round, "training", on_progress=on_progress)
     record_timing(valuation_round, "training", time.perf_counter() - started)
 
 
 def ensure_owner_model(valuation_round, participant: RoundOwner, cfg, cfg_hash: str) -> OwnerModel:
     """Link the cached model for this key, adopting a finished artifact or training one if needed."""
     key = owner_model_key(base_model_hash=valuation_round.base_model_hash, data_hash=participant.data_hash,
-                          config_hash=cfg_hash)
+                          config_hash=cfg_hash, dtype=runtime_of(valuation_round).dtype)
     cached = OwnerModel.objects.filter(cache_key=key).first()
     if cached is not None and Path(cached.artifact_path).is_dir():
         reused = cached.metrics.get("trained_in_round") != valuation_round.pk
@@ -64,5 +58,5 @@ def _train_or_adopt(valuation_round, participant, cfg, out_dir: Path) -> dict:
     pairs = owner_pairs(participant.contributions.order_by("id"))
     logger.info("round %s: model for %s on %d pairs", valuation_round.pk, participant.owner, len(pairs))
     result = dpo.train_owner_model(valuation_round.base_model_path, pairs, out_dir, cfg,
-                                   base_model_hash=valuation_round.base_model_hash)
+                                   base_model_hash=valuation_round.base_model_hash, runtime=runtime_of(valuation_round))
     return {"model_hash": result.model_hash, "seconds": result.seconds, "metrics": result.metrics}

@@ -2,19 +2,17 @@
 
 migrate → demo admin + owners with their uploads (and a copier who is refused) →
 held-out eval set → tiny base model (cached) → a valuation round with progress bars
-(preference accuracy) → a second round on the same owner models that values what their
-composed models generate, under two objectives (helpfulness, harmlessness: the data
-signatures) → web server + Celery worker on 127.0.0.1:8000. Re-running it reuses
+(preference accuracy, with the data-quality stage) → a second round on the same owner models that
+values what their composed models generate, under two objectives (helpfulness, harmlessness: the data
+signatures) → web server + Celery worker on 127.0.0.1:8000 (`manage.py serve`). Re-running it reuses
 everything already built.
 """
-import subprocess
-import sys
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from marketplace.models import Contribution, EvalSet
 from marketplace.parsing import UploadRefused
@@ -98,16 +96,4 @@ class Command(BaseCommand):
             f"  owners: alice, bob, carol, dave, erin / {DEMO_PASSWORD}\n"))
 
     def _serve(self, addr: str) -> None:
-        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-                                   "--loglevel", "warning"], cwd=settings.BASE_DIR)
-        try:
-            call_command("runserver", addr, use_reloader=False)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                raise CommandError("the Celery worker did not stop in time and was killed")
+        call_command("serve", addr=addr, stdout=self.stdout, stderr=self.stderr)  # web + worker; Ctrl-C stops both
