@@ -73,8 +73,15 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several processes (web, worker, CLI) share the file: wait for locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        # Several processes (web workers, Celery, CLI) share the file: wait up to 30 s for a lock, never fail.
+        "timeout": 30,
+        # WAL: readers never block the writer nor it them; NORMAL sync is durable across process crashes.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        # A write transaction takes the lock when it starts, so it waits (busy timeout) instead of failing
+        # with "database is locked" when another process committed after it read.
+        "transaction_mode": "IMMEDIATE",
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -------------------------------------------------------------------
