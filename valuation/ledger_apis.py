@@ -37,6 +37,9 @@ class PayoutCorrectApi(APIView):
     permission_classes = [IsAdminUser]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PayoutCorrectInput"
+
         amounts = serializers.DictField(child=serializers.CharField(max_length=40), allow_empty=False,
                                         help_text='username → corrected amount, e.g. {"alice": "310.00", "bob": "340.00"}')
         reason = serializers.CharField(max_length=2000)
