@@ -16,8 +16,11 @@ an object in it is requested with owner A's object, owner B's, and an id that do
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -184,11 +187,9 @@ def expected_get(pattern: Pattern, role: str):
     pytest.fail(f"{pattern.route} ({pattern.name or 'unnamed'}) has no access policy: add it to ACCESS in {__file__}")
 
 
-def assert_status(response, expected, where: str) -> None:
-    code, prefix = (expected, None) if isinstance(expected, int) else expected
-    assert response.status_code == code, f"{where}: {response.status_code}, expected {expected}"
-    if prefix:
-        assert response["Location"].startswith(prefix), f"{where}: redirects to {response['Location']}"
+def _check(problems: list, ok: bool, message: str, kind: str) -> None:
+    if not ok:
+        problems.append((kind, message))
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -198,7 +199,7 @@ def test_every_pattern_every_method(role, world):
     caller = Caller(role, world)
     forbidden = FORBIDDEN[role] + tuple(key for r, key in world.tokens.items() if r != role and role != "staff")
     before = others_fingerprint(role, world)
-    tried = 0
+    problems, tried = [], 0
     for pattern in all_patterns():
         statuses = {}
         for whose in variants(pattern):
@@ -207,25 +208,40 @@ def test_every_pattern_every_method(role, world):
                 response = caller.request(method, path)
                 tried += 1
                 where = f"{role} {method} {path} ({pattern.name or pattern.route})"
-                assert response.status_code < 500, where
+                _check(problems, response.status_code < 500, f"{where}: {response.status_code}", "server_error")
                 leaked = [m for m in forbidden if m in body_of(response)]
-                assert not leaked, f"{where} shows {leaked}"
+                _check(problems, not leaked, f"{where} shows {leaked}", "leak")
                 statuses[whose, method] = response.status_code
-                if method == "GET" and whose in ("a", "shared") and role != "staff":
-                    expected = expected_get(pattern, role)
-                    if expected is not None and (whose == "shared" or "round_id" not in pattern.params):
-                        assert_status(response, expected, where)
-                elif method == "GET" and role == "staff" and whose == "shared":
+                if method == "GET" and (whose == "shared" or (whose == "a" and "round_id" not in pattern.params)):
                     expected = expected_get(pattern, role)
                     if expected is not None:
-                        assert_status(response, expected, where)
-        if role in ("a", "b", "anon") and "missing" in variants(pattern):
-            foreign = [w for w in ("a", "b") if w != role]
-            for whose in foreign:
-                for method in METHODS:
-                    assert statuses[whose, method] == statuses["missing", method], (
-                        f"{role} {method} {pattern.route} with {whose}'s object answers "
-                        f"{statuses[whose, method]}, a missing one {statuses['missing', method]}: the id leaks")
-    assert tried > 500
+                        _check(problems, _status_is(response, expected), f"{where}: {response.status_code} "
+                               f"{response.get('Location', '')}, expected {expected}", "access")
+        if role != "staff" and "missing" in variants(pattern):
+            for whose in ("a", "b"):
+                for method in METHODS if whose != role else ():
+                    _check(problems, statuses[whose, method] == statuses["missing", method],
+                           f"{role} {method} {pattern.route} with {whose}'s object answers {statuses[whose, method]}, "
+                           f"a missing one {statuses['missing', method]}: the id leaks", "id_leak")
     if role != "staff":
-        assert others_fingerprint(role, world) == before, f"{role}'s requests changed someone else's data"
+        _check(problems, others_fingerprint(role, world) == before, f"{role}'s requests changed others' data", "write")
+    _report(role, tried, problems)
+    assert tried > 500
+    assert not problems, "\n".join(message for _, message in problems[:30])
+
+
+def _status_is(response, expected) -> bool:
+    code, prefix = (expected, None) if isinstance(expected, int) else expected
+    return response.status_code == code and (prefix is None or response["Location"].startswith(prefix))
+
+
+def _report(role: str, tried: int, problems: list) -> None:
+    """ISOLATION_REPORT=path (bench/reliability.py): requests tried and problems found, per role."""
+    path = os.environ.get("ISOLATION_REPORT")
+    if not path:
+        return
+    report = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+    report[role] = {"requests": tried, "patterns": len(all_patterns()),
+                    **{kind: sum(1 for k, _ in problems if k == kind)
+                       for kind in ("leak", "server_error", "id_leak", "access", "write")}}
+    Path(path).write_text(json.dumps(report, indent=2))

@@ -27,6 +27,8 @@ class Command(BaseCommand):
         parser.add_argument("--target", type=float, default=None,
                             help="stop sampling once at most this share of the pool may be misallocated (0.01)")
         parser.add_argument("--currency", default="USD")
+        parser.add_argument("--training", type=json.loads, default=None, metavar="JSON",
+                            help='training config overrides, e.g. \'{"epochs": 1}\' (valuation.engine.dpo.TrainingConfig)')
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **opts):
@@ -58,7 +60,8 @@ class Command(BaseCommand):
         return services.round_create(
             name=opts["name"], pool=opts["pool"], eval_set=eval_set, base_model_dir=opts["base_model"],
             utility=opts["utility"], composition=opts["composition"], estimator=opts["estimator"],
-            seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"])
+            seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"],
+            training=opts["training"])
 
 
 class _ProgressBars:
