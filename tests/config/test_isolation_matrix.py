@@ -130,10 +130,13 @@ def fill(pattern: Pattern, whose: str, w: World) -> str:
     return path
 
 
-def variants(pattern: Pattern) -> list[str]:
-    """Whose object fills the pattern: none needed, or A's, B's, the shared round, and a missing id."""
+def variants(pattern: Pattern, role: str = "a") -> list[str]:
+    """Whose object fills the pattern: none needed, or A's, B's, the shared round, and a missing id
+    (staff, who may see everything, are checked for 5xx on A's objects and the shared round)."""
     if not any(p in pattern.params for p in ("contribution_id", "round_id", "object_id", "id")):
         return ["shared"]
+    if role == "staff":
+        return ["a"] + (["shared"] if "round_id" in pattern.params else [])
     return ["a", "b", "missing"] + (["shared"] if "round_id" in pattern.params else [])
 
 
@@ -187,6 +190,16 @@ def expected_get(pattern: Pattern, role: str):
     pytest.fail(f"{pattern.route} ({pattern.name or 'unnamed'}) has no access policy: add it to ACCESS in {__file__}")
 
 
+def methods_for(pattern: Pattern, role: str) -> tuple[str, ...]:
+    """Every method, except where one answer stands for all: the Django admin turns away a non-staff
+    caller before looking at the method, and staff are checked for 5xx only (GET and POST)."""
+    if role == "staff":
+        return ("GET", "POST")
+    if pattern.route.startswith("/admin/") and pattern.name not in ACCESS:
+        return ("GET", "POST", "DELETE")
+    return METHODS
+
+
 def _check(problems: list, ok: bool, message: str, kind: str) -> None:
     if not ok:
         problems.append((kind, message))
@@ -202,9 +215,9 @@ def test_every_pattern_every_method(role, world):
     problems, tried = [], 0
     for pattern in all_patterns():
         statuses = {}
-        for whose in variants(pattern):
+        for whose in variants(pattern, role):
             path = fill(pattern, whose, world)
-            for method in METHODS if role != "staff" else ("GET", "POST"):
+            for method in methods_for(pattern, role):
                 response = caller.request(method, path)
                 tried += 1
                 where = f"{role} {method} {path} ({pattern.name or pattern.route})"
@@ -219,14 +232,14 @@ def test_every_pattern_every_method(role, world):
                                f"{response.get('Location', '')}, expected {expected}", "access")
         if role != "staff" and "missing" in variants(pattern):
             for whose in ("a", "b"):
-                for method in METHODS if whose != role else ():
+                for method in methods_for(pattern, role) if whose != role else ():
                     _check(problems, statuses[whose, method] == statuses["missing", method],
                            f"{role} {method} {pattern.route} with {whose}'s object answers {statuses[whose, method]}, "
                            f"a missing one {statuses['missing', method]}: the id leaks", "id_leak")
     if role != "staff":
         _check(problems, others_fingerprint(role, world) == before, f"{role}'s requests changed others' data", "write")
     _report(role, tried, problems)
-    assert tried > 500
+    assert tried > 200
     assert not problems, "\n".join(message for _, message in problems[:30])
 
 
