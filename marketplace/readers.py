@@ -75,9 +75,10 @@ def csv_records(data: bytes, result: ParseResult, limits: UploadLimits):
     csv.field_size_limit(reader_limit)
     # strict: a stray quote is an error, not a cell that silently swallows the rest of the file
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-    row_no = 0
+    row_no, in_header = 0, True
     try:
         header = reader.fieldnames or []
+        in_header = False
         missing = [f for f in FIELDS if f not in header]
         if missing:
             raise refuse(f"CSV header must have columns {', '.join(FIELDS)}; missing: {', '.join(missing)}")
@@ -90,10 +91,10 @@ def csv_records(data: bytes, result: ParseResult, limits: UploadLimits):
                 continue
             yield row_no, record
     except csv.Error as exc:  # an unterminated quote, a cell over the reader's size limit
-        message = f"malformed CSV: {str(exc)[:120]}"
+        message = f"malformed CSV{' header' if in_header else ''}: {str(exc)[:120]}"
         if "field larger than field limit" in str(exc):
             message = f"a cell is over {reader_limit:,} characters; the limit is {limits.max_field_chars:,}"
-        raise UploadRefused([RowError(row_no + 1, None, message)])
+        raise UploadRefused([RowError(None if in_header else row_no + 1, None, message)])
 
 
 def parquet_records(data: bytes, result: ParseResult, limits: UploadLimits):
