@@ -37,12 +37,20 @@ _LOWER = {
     "x": "хχ", "y": "уγ",
 }
 _FOLD = str.maketrans({look: latin for latin, looks in (_UPPER | _LOWER).items() for look in looks})
+_LOOKALIKE = re.compile("[" + "".join(chr(c) for c in _FOLD) + "]")
 
 
 def normalise_text(text: str) -> str:
     """Case-, width-, whitespace-, invisible-character- and homoglyph-insensitive form (see above)."""
+    if text.isascii():  # most text: NFKC and the fold change nothing, only controls may need dropping
+        return " ".join((text if text.isprintable() else INVISIBLE.sub("", text)).lower().split())
     text = unicodedata.normalize("NFKC", INVISIBLE.sub("", text))
-    return " ".join(text.translate(_FOLD).casefold().translate(_FOLD).split())
+    text = _fold(text).casefold()
+    return " ".join(_fold(text).split())
+
+
+def _fold(text: str) -> str:
+    return text.translate(_FOLD) if _LOOKALIKE.search(text) else text
 
 
 def content_hash(prompt: str, chosen: str, rejected: str) -> str:
