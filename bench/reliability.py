@@ -116,11 +116,11 @@ def bench_concurrency(postgres: str | None, port: int, work: Path) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = [f"{'check':<12} {'measure':<44} {'value':>10}"]
-    add = lambda check, measure, value: lines.append(f"{check:<12} {measure:<44} {value!s:>10}")  # noqa: E731
+    lines = [f"{'check':<12} {'measure':<56} {'value':>9}"]
+    add = lambda check, measure, value: lines.append(f"{check:<12} {measure:<56} {value!s:>9}".rstrip())  # noqa: E731
     if "fuzz" in results:
         f = results["fuzz"]
-        add("fuzz", "hostile files tried (valid/rows/file)", f"{f['cases']}")
+        add("fuzz", "hostile files tried through POST /api/contributions/", f"{f['cases']}")
         add("", f"  of which valid {f['by_kind']['valid']}, bad rows {f['by_kind']['rows']}, "
                 f"bad files {f['by_kind']['file']}", "")
         add("", "5xx seen", f["server_errors"])
@@ -135,7 +135,8 @@ def table(results: dict) -> str:
     if "crash" in results:
         c = results["crash"]
         add("crash", "runs (SIGKILL, then resume)", c["runs"])
-        add("", "killed in " + ", ".join(f"{k} {v}" for k, v in sorted(c["killed_by_stage"].items())), c["killed"])
+        add("", "killed, by the round's stage at the kill", c["killed"])
+        add("", "  " + ", ".join(f"{k} {v}" for k, v in sorted(c["killed_by_stage"].items())), "")
         add("", "mismatches with the uninterrupted round", c["mismatches"])
         add("", "double payouts", c["double_payouts"])
         add("", "rounds with Σ payouts != pool", c["sum_not_pool"])
@@ -144,7 +145,8 @@ def table(results: dict) -> str:
         add("", f"{name}: 5xx / lost rows / duplicated rows",
             f"{s['server_errors']} / {s['lost_rows']} / {s['duplicate_pairs']}")
         add("", f"{name}: contested pairs accepted exactly once", f"{s['contested_accepted_once']}/50")
-        add("", f"{name}: 8 approvals at once → paid", f"{s['approvals'].get(200, 0)}×")
+        approvals = {int(k): v for k, v in s["approvals"].items()}  # int keys, or str after a JSON round trip
+        add("", f"{name}: 8 approvals at once → approved (others 400)", f"{approvals.get(200, 0)}×")
         add("", f"{name}: uploads per second (load-sensitive)", s["uploads_per_second"])
     return "\n".join(lines)
 
@@ -158,7 +160,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8210)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default="fuzz,isolation,crash,concurrency")
+    parser.add_argument("--show", action="store_true", help="print the table of the last results and exit")
     args = parser.parse_args()
+    if args.show:
+        print(table(json.loads(RESULTS.read_text())))
+        return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
     import django
 
