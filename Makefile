@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install browser test test-postgres test-fast demo serve bench bench-dashboard bench-round clean
+.PHONY: install browser test test-postgres test-fast demo serve bench bench-dashboard bench-round bench-reliability clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ browser:
 	    chromium chromium-driver >/dev/null) || echo "browser: apt-get failed; browser tests will skip"; fi
 
 test: install browser  ## the whole suite (slow real-training tests included), then the DB tests on PostgreSQL
-	$(PY) -m pytest $(PYTEST_ARGS)
+	POSTGRES_URL=$(POSTGRES_URL) $(PY) -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-postgres
 
 # The scale-out database: every fast test again on PostgreSQL when one answers (CI has it), plus the
@@ -55,6 +55,9 @@ bench-dashboard: install  ## page latency with 1,000 owners x 50 rounds under 20
 
 bench-round: install  ## a whole 8-owner round vs one DPO fine-tune on the pooled data (target <= 1.3x)
 	$(PY) bench/round_overhead.py --threads 1 --cold
+
+bench-reliability: install  ## fuzzed uploads, isolation matrix, SIGKILLed rounds, 50 concurrent uploaders
+	$(PY) bench/reliability.py --postgres $(POSTGRES_URL)
 
 clean:
 	rm -rf var/ .pytest_cache

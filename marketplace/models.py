@@ -7,6 +7,8 @@ data is refused (anti-replication), and it is the only index the upload path nee
 from django.conf import settings
 from django.db import models
 
+from config.ids import random_id
+
 
 class DataOwner(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="data_owner")
@@ -42,6 +44,7 @@ class Contribution(models.Model):
         ACCEPTED = "accepted", "accepted"
         REFUSED = "refused", "refused"
 
+    id = models.BigIntegerField(primary_key=True, default=random_id, editable=False)  # no count leaks (config/ids.py)
     owner = models.ForeignKey(DataOwner, on_delete=models.CASCADE, related_name="contributions")
     original_name = models.CharField(max_length=255)
     file_format = models.CharField(max_length=16, choices=FileFormat.choices, blank=True)

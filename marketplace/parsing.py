@@ -13,14 +13,13 @@ is stored losslessly as canonical JSON.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import unicodedata
 from dataclasses import dataclass, field
 
 from django.conf import settings
+
+from .normalise import content_hash, normalise_text  # noqa: F401  (normalise_text: part of this module's API)
 
 FIELDS = ("prompt", "chosen", "rejected")
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -33,7 +32,6 @@ CONTENT_TYPES = {
                 "application/octet-stream"},
 }
 PARQUET_MAGIC = b"PAR1"
-UTF8_BOM = b"\xef\xbb\xbf"
 ROLES = {"system", "user", "assistant", "tool"}
 
 
@@ -122,26 +120,22 @@ def refuse(message: str, *, field_name: str | None = None) -> UploadRefused:
     return UploadRefused([RowError(None, field_name, message)])
 
 
-def normalise_text(text: str) -> str:
-    """Case-, width- and whitespace-insensitive form, so trivial edits don't evade anti-replication."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def content_hash(prompt: str, chosen: str, rejected: str) -> str:
-    canonical = json.dumps([normalise_text(prompt), normalise_text(chosen), normalise_text(rejected)],
-                           ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def quoted(value, limit: int = 60) -> str:
+    """User input inside a message: short, and with control characters (NUL included) escaped, so the
+    message can be shown and stored anywhere (PostgreSQL text refuses NUL)."""
+    text = str(value)
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 def detect_format(filename: str, content_type: str | None, head: bytes) -> str:
     name = (filename or "").lower()
     ext = next((e for e in EXTENSIONS if name.endswith(e)), None)
     if ext is None:
-        raise refuse(f"unsupported file extension in '{filename}': use one of {', '.join(sorted(EXTENSIONS))}")
+        raise refuse(f"unsupported file extension in {quoted(filename)}: use one of {', '.join(sorted(EXTENSIONS))}")
     fmt = EXTENSIONS[ext]
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype and ctype not in CONTENT_TYPES[fmt]:
-        raise refuse(f"content type '{ctype}' does not match a {fmt} file")
+        raise refuse(f"content type {quoted(ctype)} does not match a {fmt} file")
     if (fmt == "parquet") != head.startswith(PARQUET_MAGIC):
         raise refuse(f"the file's content is not {fmt}" + (" (no Parquet magic bytes)" if fmt == "parquet" else ""))
     return fmt
@@ -170,7 +164,9 @@ def parse_upload(fileobj, *, filename: str, content_type: str | None = None,
     data = read_limited(fileobj, limits)
     fmt = detect_format(filename, content_type, data[:4])
     result = ParseResult(file_format=fmt, sha256=hashlib.sha256(data).hexdigest())
-    reader = {"jsonl": _jsonl_records, "csv": _csv_records, "parquet": _parquet_records}[fmt]
+    from .readers import READERS  # the format readers; pyarrow is imported only for a Parquet file
+
+    reader = READERS[fmt]
     first_row_of: dict[str, int] = {}
     n_records = 0
     for row, record in reader(data, result, limits):
@@ -189,82 +185,6 @@ def parse_upload(fileobj, *, filename: str, content_type: str | None = None,
     if n_records == 0 and not result.errors:
         result.add_error(RowError(None, None, "file has no rows"), limits)
     return result
-
-
-def _jsonl_records(data: bytes, result: ParseResult, limits: UploadLimits):
-    data = data.removeprefix(UTF8_BOM)  # editors on Windows add one; the CSV reader skips it too
-    for line_no, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            result.add_error(RowError(line_no, None, f"not valid UTF-8 (byte {exc.start})"), limits)
-            continue
-        try:
-            record = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            result.add_error(RowError(line_no, None, f"malformed JSON: {msg}"), limits)
-            continue
-        if not isinstance(record, dict):
-            result.add_error(RowError(line_no, None, "each line must be a JSON object"), limits)
-            continue
-        if "\\u" in text and not _encodes_as_utf8(record):
-            # A \ud800-style escape decodes to a lone surrogate, which no UTF-8 store can hold.
-            result.add_error(RowError(line_no, None, "not valid UTF-8: an unpaired surrogate \\u escape"), limits)
-            continue
-        yield line_no, record
-
-
-def _encodes_as_utf8(record: dict) -> bool:
-    try:
-        json.dumps(record, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _csv_records(data: bytes, result: ParseResult, limits: UploadLimits):
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise UploadRefused([RowError(None, None, f"not valid UTF-8 (line {line} of the file, byte {exc.start})")])
-    csv.field_size_limit(max(limits.max_field_chars * 4, 131072))
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        header = reader.fieldnames or []
-        missing = [f for f in FIELDS if f not in header]
-        if missing:
-            raise refuse(f"CSV header must have columns {', '.join(FIELDS)}; missing: {', '.join(missing)}")
-        for row_no, record in enumerate(reader, start=1):
-            if None in record:  # more cells than header columns
-                result.add_error(RowError(row_no, None, "more cells than header columns"), limits)
-                continue
-            yield row_no, record
-    except csv.Error as exc:
-        raise refuse(f"malformed CSV near data row {reader.line_num}: {exc}")
-
-
-def _parquet_records(data: bytes, result: ParseResult, limits: UploadLimits):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(io.BytesIO(data))
-        missing = [f for f in FIELDS if f not in parquet.schema_arrow.names]
-        if missing:
-            raise refuse(f"Parquet file must have columns {', '.join(FIELDS)}; missing: {', '.join(missing)}")
-        if parquet.metadata.num_rows > limits.max_rows:
-            raise refuse(f"{parquet.metadata.num_rows:,} rows; the limit is {limits.max_rows:,}")
-        row_no = 0
-        for batch in parquet.iter_batches(batch_size=4096, columns=list(FIELDS)):
-            for record in batch.to_pylist():
-                row_no += 1
-                yield row_no, record
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise refuse(f"unreadable Parquet file: {str(exc)[:200]}")
 
 
 def _validate_record(row: int, record: dict, result: ParseResult, limits: UploadLimits) -> ParsedPair | None:
@@ -311,7 +231,7 @@ def _check_messages(value, limits: UploadLimits) -> str | None:
                 or not isinstance(message.get("role"), str):
             return f"message {k} must be an object with string 'role' and 'content'"
         if message["role"] not in ROLES:
-            return f"message {k} has unknown role '{message['role']}' (use {', '.join(sorted(ROLES))})"
+            return f"message {k} has unknown role {quoted(message['role'])} (use {', '.join(sorted(ROLES))})"
         if not message["content"].strip() or "\x00" in message["content"]:
             return f"message {k} has empty content or a NUL character"
         total += len(message["content"])

@@ -70,11 +70,12 @@ def owner_get(*, username: str) -> DataOwner:
 
 def overview_version() -> str:
     """A digest of everything the overview shows, from four cheap queries: owners, uploads and payouts
-    only change by rows added or deleted (counts, last ids), rounds by their status and approval."""
+    only change by rows added or deleted (counts, last ids or times), rounds by their status and approval."""
     from valuation.models import Payout, ValuationRound
 
     parts = [DataOwner.objects.aggregate(n=Count("id"), last=Max("id")),
-             Contribution.objects.aggregate(n=Count("id"), last=Max("id")),
+             # contribution ids are random (config/ids.py): the newest upload time marks an addition
+             Contribution.objects.aggregate(n=Count("id"), last=Max("created_at")),
              Payout.objects.aggregate(last=Max("id")),  # never deleted once a round is done; COUNT would scan
              list(ValuationRound.objects.order_by("id").values_list("id", "status", "approved_at"))]
     return hashlib.sha256(repr(parts).encode()).hexdigest()

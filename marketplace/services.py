@@ -6,6 +6,7 @@ A refused upload stores only a `refused` Contribution record with its reasons
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
@@ -78,10 +79,17 @@ def _check_replication(owner: DataOwner, result: ParseResult, limits: UploadLimi
     result.errors.sort(key=lambda e: (e.row is not None, e.row or 0))
 
 
+def display_filename(filename: str | None) -> str:
+    """The name to store and show: printable characters only (no NUL, which PostgreSQL text refuses,
+    no control or bidi characters that would disguise it), at most 255 characters."""
+    return "".join(ch for ch in (filename or "") if ch.isprintable() and unicodedata.category(ch) != "Cf")[:255]
+
+
 def contribution_create(*, owner: DataOwner, file, filename: str, content_type: str | None = None,
                         limits: UploadLimits | None = None) -> Contribution:
     """Parse, validate and store a whole file, or refuse it whole (raises UploadRefused)."""
     limits = limits or UploadLimits.from_settings()
+    filename = display_filename(filename)
     try:
         result = parse_upload(file, filename=filename, content_type=content_type, limits=limits)
     except UploadRefused as refused:
@@ -155,7 +163,7 @@ def eval_set_create(*, name: str, file, filename: str, content_type: str | None 
                                           "an eval set must be held out"), limits)
     if result.errors:
         raise UploadRefused(result.errors, result.n_errors)
-    eval_set = EvalSet(name=name, original_name=filename[:255], sha256=result.sha256,
+    eval_set = EvalSet(name=name, original_name=display_filename(filename), sha256=result.sha256,
                        n_pairs=len(result.pairs), created_by=created_by)
     eval_set.full_clean()
     with transaction.atomic():

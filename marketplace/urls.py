@@ -1,6 +1,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from config.ratelimit import login_rate_limited
+
 from . import views
 
 app_name = "marketplace"
@@ -8,7 +10,8 @@ app_name = "marketplace"
 urlpatterns = [
     path("", views.home, name="home"),
     path("signup/", views.signup, name="signup"),
-    path("login/", auth_views.LoginView.as_view(template_name="marketplace/login.html"), name="login"),
+    path("login/", login_rate_limited(auth_views.LoginView.as_view(template_name="marketplace/login.html")),
+         name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("contributions/", views.contribution_list, name="contributions"),
     path("contributions/<int:contribution_id>/", views.contribution_detail, name="contribution-detail"),

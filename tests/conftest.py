@@ -12,6 +12,29 @@ from marketplace.services import owner_create
 PASSWORD = "correct-horse-battery"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _sqlite_flush_keeps_ledger_triggers():
+    """A transactional test's teardown empties every table with DELETE on SQLite, which the ledger's
+    triggers refuse for approved payouts: drop them around the flush and re-create them after."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":  # PostgreSQL flushes with TRUNCATE, which fires no row trigger
+        yield
+        return
+    from django.db.backends.sqlite3.operations import DatabaseOperations
+
+    from valuation.db_guards import sqlite_flush_sql
+
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, **kwargs):
+        return sqlite_flush_sql(original(self, style, tables, **kwargs))
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = original
+
+
 @pytest.fixture(autouse=True)
 def _empty_cache():
     """Pages cache fragments (keyed by content); a test must not see another test's."""

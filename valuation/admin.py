@@ -40,8 +40,15 @@ class OwnerValueAdmin(admin.ModelAdmin):
 
 @admin.register(Payout)
 class PayoutAdmin(admin.ModelAdmin):
-    list_display = ["round", "owner", "amount", "currency", "share", "status"]
-    list_filter = ["status", "round"]
+    """The ledger, read-only once approved. Corrections are appended by valuation.ledger.payout_correct
+    (`POST /api/rounds/{id}/corrections/`, `manage.py correct_payouts`), never typed in here."""
+
+    list_display = ["id", "round", "owner", "kind", "amount", "currency", "share", "status", "created_at", "reason"]
+    list_filter = ["status", "kind", "round"]
+    readonly_fields = ["kind", "reverses", "replaces", "reason", "created_by", "created_at", "approved_at"]
+
+    def has_add_permission(self, request):
+        return False
 
     def has_change_permission(self, request, obj=None):
         return obj is None or obj.status != Payout.Status.APPROVED

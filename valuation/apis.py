@@ -236,6 +236,9 @@ class RoundFidelityApi(APIView):
         data = FidelityReportOutputSerializer(report).data
         if not request.user.is_staff:
             data = {k: data[k] for k in OWNER_FIDELITY_FIELDS}
+            # which owner's share moved most names another owner: staff only
+            data["correlations"] = [{k: v for k, v in row.items() if k != "max_payout_diff_owner"}
+                                    for row in data["correlations"]]
         return Response(data)
 
 

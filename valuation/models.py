@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from config.ids import random_id
 from marketplace.models import Contribution, DataOwner, EvalSet
 
 
@@ -50,6 +51,7 @@ class ValuationRound(models.Model):
     ACTIVE = (Status.QUEUED, Status.TRAINING, Status.SCORING, Status.VALUING)
     STAGES = ("training", "scoring", "valuing")
 
+    id = models.BigIntegerField(primary_key=True, default=random_id, editable=False)  # no count leaks (config/ids.py)
     name = models.CharField(max_length=150, unique=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -195,12 +197,31 @@ class OwnerValue(models.Model):
         constraints = [models.UniqueConstraint(fields=["round", "owner"], name="ownervalue_unique")]
 
 
+class PayoutQuerySet(models.QuerySet):
+    def active(self):
+        """What the round pays now: one row per paid owner (payout entries no reversal cancels)."""
+        return self.filter(kind=Payout.Kind.PAYOUT, reversal__isnull=True)
+
+    def originals(self):
+        """What the valuation computed, before any correction (what a replay must reproduce)."""
+        return self.filter(kind=Payout.Kind.PAYOUT, replaces__isnull=True)
+
+
 class Payout(models.Model):
-    """A ledger row. Drafts may be replaced by a re-run; approved rows are immutable."""
+    """A ledger entry. Drafts may be replaced by a re-run; approved entries are never changed or
+    deleted (a database trigger enforces it, migration 0004_ledger). A correction appends two
+    approved entries: a reversal (the negative of the entry it cancels, `reverses`) and a new payout
+    (`replaces` = that reversal). So, per (round, owner): one original, each entry reversed at most
+    once, each reversal followed by at most one new payout — at most one active payout, by database
+    constraints. Σ of all a round's entries == Σ of its active payouts."""
 
     class Status(models.TextChoices):
         DRAFT = "draft", "draft"
         APPROVED = "approved", "approved"
+
+    class Kind(models.TextChoices):
+        PAYOUT = "payout", "payout"
+        REVERSAL = "reversal", "reversal"
 
     round = models.ForeignKey(ValuationRound, on_delete=models.PROTECT, related_name="payouts")
     owner = models.ForeignKey(DataOwner, on_delete=models.PROTECT, related_name="payouts")
@@ -208,12 +229,29 @@ class Payout(models.Model):
     share = models.DecimalField(max_digits=12, decimal_places=10)
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PAYOUT)
+    reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="reversal")  # a reversal: the entry it cancels
+    replaces = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="replacement")  # a corrected payout: the reversal it follows
+    reason = models.TextField(blank=True)  # why a correction was made (reversal and new payout alike)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     approved_at = models.DateTimeField(null=True, blank=True)
 
+    objects = PayoutQuerySet.as_manager()
+
     class Meta:
         ordering = ["round_id", "-amount", "owner_id"]
-        constraints = [models.UniqueConstraint(fields=["round", "owner"], name="payout_one_per_owner_round")]
+        constraints = [
+            models.UniqueConstraint(fields=["round", "owner"], name="payout_one_original_per_owner_round",
+                                    condition=models.Q(kind="payout", replaces__isnull=True)),
+            models.CheckConstraint(name="payout_kind_links", condition=(
+                models.Q(kind="payout", reverses__isnull=True, amount__gte=0)
+                | models.Q(kind="reversal", reverses__isnull=False, replaces__isnull=True, amount__lte=0,
+                           status="approved"))),
+        ]
 
     def save(self, *args, **kwargs):
         if self.pk and Payout.objects.filter(pk=self.pk, status=self.Status.APPROVED).exists():
@@ -242,6 +280,7 @@ class FidelityReport(models.Model):
         POOLED = "pooled", "pooled DPO (what mean approximates)"
         BOTH = "both", "both"
 
+    id = models.BigIntegerField(primary_key=True, default=random_id, editable=False)  # owners see it (config/ids.py)
     round = models.ForeignKey(ValuationRound, on_delete=models.CASCADE, related_name="fidelity_reports")
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.BOTH)
     n_coalitions = models.PositiveIntegerField()  # coalitions compared, ∅ and singletons included

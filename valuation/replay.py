@@ -171,7 +171,7 @@ def _compare(r, participants, valuation, split, report: ReplayReport) -> None:
     from valuation.engine.hashing import sha256_file
 
     values = {v.owner_id: v.shapley for v in r.values.all()}
-    payouts = {p.owner_id: p.amount for p in r.payouts.all()}
+    payouts = {p.owner_id: p.amount for p in r.payouts.originals()}  # what the valuation paid, before corrections
     unit = r.minor_unit
     for p in participants:
         replayed, recorded = float(valuation.result.values[p.index]), values.get(p.owner_id)

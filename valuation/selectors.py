@@ -53,14 +53,24 @@ def round_values(*, valuation_round: ValuationRound, user=None) -> QuerySet[Owne
 
 
 def round_payouts(*, valuation_round: ValuationRound, user=None) -> QuerySet[Payout]:
-    qs = valuation_round.payouts.select_related("owner__user", "round").order_by("-amount", "owner__user__username")
+    """What the round pays: the active payout per owner (corrections applied; see round_ledger)."""
+    qs = valuation_round.payouts.active().select_related("owner__user", "round") \
+        .order_by("-amount", "owner__user__username")
+    if user is not None and not user.is_staff:
+        qs = qs.filter(owner__user=user)
+    return qs
+
+
+def round_ledger(*, valuation_round: ValuationRound, user=None) -> QuerySet[Payout]:
+    """Every ledger entry of the round in the order written: payouts, reversals, corrected payouts."""
+    qs = valuation_round.payouts.select_related("owner__user", "round", "created_by").order_by("created_at", "id")
     if user is not None and not user.is_staff:
         qs = qs.filter(owner__user=user)
     return qs
 
 
 def round_payout_totals(*, valuation_round: ValuationRound) -> dict:
-    agg = valuation_round.payouts.aggregate(total=Sum("amount"))
+    agg = valuation_round.payouts.active().aggregate(total=Sum("amount"))
     unit = valuation_round.minor_unit
     # SQLite's SUM drops Decimal places; present both amounts in the currency's minor unit.
     return {"pool": Decimal(valuation_round.pool).quantize(unit), "paid": Decimal(agg["total"] or 0).quantize(unit),
@@ -75,7 +85,7 @@ def round_coalitions(*, valuation_round: ValuationRound) -> list[dict]:
 
 
 def owner_payouts(*, user) -> QuerySet[Payout]:
-    return Payout.objects.filter(owner__user=user).select_related("round").order_by("-round__created_at")
+    return Payout.objects.active().filter(owner__user=user).select_related("round").order_by("-round__created_at")
 
 
 def owner_values(*, user) -> dict[int, OwnerValue]:
@@ -242,7 +252,7 @@ def owner_round_history(*, user) -> list[dict]:
         "round_id", "round__name", "round__created_at", "round__status", "round__currency", "round__decimals")
     values = {row[0]: row[1:] for row in OwnerValue.objects.filter(owner__user=user).values_list(
         "round_id", "shapley", "stderr", "ci_low", "ci_high")}
-    payouts = {row[0]: row[1:] for row in Payout.objects.filter(owner__user=user).values_list(
+    payouts = {row[0]: row[1:] for row in Payout.objects.active().filter(owner__user=user).values_list(
         "round_id", "share", "amount", "status")}
     rows = []
     for round_id, name, created, status, currency, decimals in parts:
@@ -262,7 +272,7 @@ def round_statement(*, valuation_round: ValuationRound, owner) -> dict:
     if not valuation_round.participants.filter(owner=owner).exists():
         raise Http404("this owner did not take part in the round")
     value = valuation_round.values.filter(owner=owner).first()
-    payout = valuation_round.payouts.filter(owner=owner).first()
+    payout = valuation_round.payouts.active().filter(owner=owner).first()
     objectives = [row for row in round_objective_values(valuation_round=valuation_round, user=owner.user)["rows"]
                   if row["username"] == owner.user.username]
     return {"round": valuation_round, "owner": owner, "value": value, "payout": payout,

@@ -29,6 +29,7 @@ from . import stages
 from .engine.sampling import DEFAULT_TARGET  # stop sampling once ≤ 1% of the pool could be misallocated
 from .leases import holder_alive as _runner_alive
 from .leases import process_id as _runner_id
+from .ledger import payout_correct  # noqa: F401  (corrections of approved payouts live in ledger.py)
 from .models import Composition, Estimator, Payout, RoundOwner, Utility, ValuationRound
 
 logger = logging.getLogger(__name__)
@@ -221,10 +222,11 @@ def payout_approve(*, valuation_round: ValuationRound, approved_by) -> int:
     locked = ValuationRound.objects.select_for_update().get(pk=valuation_round.pk)
     if locked.status != ValuationRound.Status.DONE:
         raise ValidationError(f"only a finished round's payouts can be approved (this one is {locked.status})")
-    if locked.approved_at is not None:
-        raise ValidationError(f"payouts of '{locked.name}' were already approved on {locked.approved_at:%Y-%m-%d}")
     now = timezone.now()
-    count = Payout.objects.filter(round=locked, status=Payout.Status.DRAFT).update(
+    # Compare-and-set: of two approvals at once, only one finds the round unapproved (on any database).
+    if not ValuationRound.objects.filter(pk=locked.pk, approved_at__isnull=True).update(
+            approved_at=now, approved_by=approved_by):
+        locked.refresh_from_db()
+        raise ValidationError(f"payouts of '{locked.name}' were already approved on {locked.approved_at:%Y-%m-%d}")
+    return Payout.objects.filter(round=locked, status=Payout.Status.DRAFT).update(
         status=Payout.Status.APPROVED, approved_at=now)
-    ValuationRound.objects.filter(pk=locked.pk).update(approved_at=now, approved_by=approved_by)
-    return count

@@ -38,6 +38,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # 413 before a body larger than any upload is read (config/upload_limits.py).
+    "config.upload_limits.RequestSizeLimitMiddleware",
     # Static files from the app process itself (runserver --noreload, the Docker image): no CDN, DEBUG off.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -73,8 +75,15 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several processes (web, worker, CLI) share the file: wait for locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        # Several processes (web workers, Celery, CLI) share the file: wait up to 30 s for a lock, never fail.
+        "timeout": 30,
+        # WAL: readers never block the writer nor it them; NORMAL sync is durable across process crashes.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        # A write transaction takes the lock when it starts, so it waits (busy timeout) instead of failing
+        # with "database is locked" when another process committed after it read.
+        "transaction_mode": "IMMEDIATE",
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -------------------------------------------------------------------
@@ -84,6 +93,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Failed web / admin sign-ins allowed per window (config/ratelimit.py): per username, per client address.
+LOGIN_FAILURE_LIMITS = {"username": env("LOGIN_FAILURES_PER_USER", default="10/15m"),
+                        "address": env("LOGIN_FAILURES_PER_ADDRESS", default="50/15m")}
+RATELIMIT_CLIENT_IP_HEADER = env("RATELIMIT_CLIENT_IP_HEADER", default="")  # e.g. HTTP_X_REAL_IP behind a proxy
 LOGIN_URL = "marketplace:login"
 LOGIN_REDIRECT_URL = "marketplace:home"
 LOGOUT_REDIRECT_URL = "marketplace:login"
@@ -114,6 +127,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
+    # POST /api/auth/token/ (config/ratelimit.py); read at request time, so tests and deployments can change them.
+    "DEFAULT_THROTTLE_RATES": {"login_ip": env("THROTTLE_LOGIN_IP", default="30/min"),
+                               "login_user": env("THROTTLE_LOGIN_USER", default="10/min")},
+    "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=None),  # proxies in front: the client is in X-Forwarded-For
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Preference-data marketplace API",
@@ -124,6 +141,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `status`: one named enum each, so the schema names them apart.
+    "ENUM_NAME_OVERRIDES": {
+        "ContributionStatusEnum": "marketplace.models.Contribution.Status",
+        "RoundStatusEnum": "valuation.models.ValuationRound.Status",
+        "PayoutStatusEnum": "valuation.models.Payout.Status",
+        "FidelityStatusEnum": "valuation.models.FidelityReport.Status",
+    },
 }
 
 # --- Uploads ------------------------------------------------------------------
@@ -132,9 +156,15 @@ UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=50 * 1024 * 1024)
 UPLOAD_MAX_ROWS = env.int("UPLOAD_MAX_ROWS", default=100_000)
 UPLOAD_MAX_FIELD_CHARS = env.int("UPLOAD_MAX_FIELD_CHARS", default=8_000)
 UPLOAD_MAX_REPORTED_ERRORS = 100
-# Django's own request limit sits above the upload limit so the parser, not Django, says no.
+# Non-file form fields (Django's DATA_UPLOAD_MAX_MEMORY_SIZE); files up to this size stay in memory, larger
+# ones are spooled to a temporary file — and neither is read past UPLOAD_MAX_BYTES (config/upload_limits.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_HANDLERS = [
+    "config.upload_limits.SizeLimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- Valuation ----------------------------------------------------------------
 ARTIFACTS_DIR = Path(env("ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))  # shared by every worker

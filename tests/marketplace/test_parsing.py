@@ -310,9 +310,14 @@ def test_missing_columns_are_refused(name, data, message):
     assert refusal(data, name).message == message
 
 
-def test_malformed_csv_is_refused_with_where():
-    data = b"prompt,chosen,rejected\n" + b'a,b,"' + b"x" * 200_000 + b'"\n'
-    assert refusal(data, "a.csv").message.startswith("malformed CSV near data row")
+def test_malformed_csv_is_refused_with_the_row():
+    data = b"prompt,chosen,rejected\n" + csv_bytes(make_pairs(2))[23:] + b'a,b,"' + b"x" * 200_000 + b'"\n'
+    with pytest.raises(UploadRefused) as info:
+        parse(data, "a.csv")
+    assert [str(e) for e in info.value.errors] == ["row 3: a cell is over 131,072 characters; the limit is 200"]
+    with pytest.raises(UploadRefused) as info:
+        parse(b"prompt,chosen,rejected\n" + b'a,b,"unterminated', "a.csv")
+    assert [str(e) for e in info.value.errors] == ["row 1: malformed CSV: unexpected end of data"]
 
 
 def test_csv_that_is_not_utf8_is_refused_with_the_line():
@@ -395,8 +400,8 @@ def test_refusal_formats_for_people_and_machines():
 def assert_result_or_refusal(data: bytes, name: str) -> None:
     try:
         result = parse(data, name)
-    except UploadRefused as refused:
-        assert refused.errors and all(e.row is None for e in refused.errors)
+    except UploadRefused as refused:  # the whole file, or the row where reading stopped
+        assert len(refused.errors) == 1 and (refused.errors[0].row is None or refused.errors[0].row >= 1)
         return
     assert result.n_errors >= len(result.errors) and len(result.errors) <= 100
     assert bool(result.errors) or bool(result.pairs)

@@ -30,7 +30,9 @@ def to_engine_pairs(rows) -> list:
 def owner_pairs(contributions) -> list:
     from marketplace.models import PreferencePair
 
-    rows = PreferencePair.objects.filter(contribution__in=contributions).order_by("contribution_id", "row_number")
+    # Upload order (ids are random, config/ids.py), then row order: the data hash is reproducible.
+    rows = PreferencePair.objects.filter(contribution__in=contributions).order_by(
+        "contribution__created_at", "contribution_id", "row_number")
     return to_engine_pairs(rows.iterator(chunk_size=2000))
 
 

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from ..faults import fault_point
 from ..models import OwnerModel, ScoreCache, ValuationRound
 from .common import record_timing, runtime_of, set_status
 
@@ -51,6 +52,7 @@ def ensure_scores(valuation_round, *, key: str, model_dir, pairs):
         return _as_result(row)
     started = time.perf_counter()
     result = scoring.score_model(model_dir, valuation_round.base_model_path, pairs, runtime=runtime_of(valuation_round))
+    fault_point("scoring:scored")
     ScoreCache.objects.get_or_create(model_hash=key, eval_hash=valuation_round.eval_set_hash, defaults=dict(
         chosen_logps=[float(x) for x in result.chosen], rejected_logps=[float(x) for x in result.rejected],
         seconds=time.perf_counter() - started))

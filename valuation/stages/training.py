@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from ..faults import fault_point
 from ..models import OwnerModel, RoundOwner, ValuationRound
 from .common import owner_pairs, record_timing, runtime_of, set_status
 
@@ -42,6 +43,7 @@ def ensure_owner_model(valuation_round, participant: RoundOwner, cfg, cfg_hash: 
         return cached
     out_dir = Path(settings.ARTIFACTS_DIR) / "owner_models" / key
     result = _train_or_adopt(valuation_round, participant, cfg, out_dir)
+    fault_point("training:model-saved")
     owner_model, _ = OwnerModel.objects.update_or_create(cache_key=key, defaults=dict(
         base_model_hash=valuation_round.base_model_hash, data_hash=participant.data_hash, config_hash=cfg_hash,
         artifact_path=str(out_dir), model_hash=result["model_hash"], seconds=result["seconds"],

@@ -21,6 +21,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from ..faults import fault_point
 from ..models import CoalitionUtility, OwnerValue, Payout, ValuationRound
 from .common import record_timing, report_progress, set_status
 from .scoring import score_matrix
@@ -60,6 +61,7 @@ def run_valuing(valuation_round: ValuationRound, *, on_progress=None) -> None:
         file.parent.mkdir(parents=True, exist_ok=True)
         np.save(file, valuation.table)
         path, digest = str(file), sha256_file(file)
+    fault_point("valuing:computed")
     _write_results(valuation_round, valuation, split, path, digest)
     record_timing(valuation_round, "valuing", time.perf_counter() - started)
     report_progress(valuation_round, "valuing", 3, 3, on_progress)
@@ -148,6 +150,7 @@ def _write_results(valuation_round, valuation: Valuation, split, path: str, dige
     Payout.objects.bulk_create(
         Payout(round=locked, owner=p.owner, amount=split.amounts[p.index], share=Decimal(str(split.shares[p.index])),
                currency=locked.currency) for p in participants)
+    fault_point("valuing:payouts-written")
     ValuationRound.objects.filter(pk=locked.pk).update(
         status=ValuationRound.Status.DONE, estimator_used=result.method, n_evaluations=result.n_evaluations,
         stopped_because=result.stopped_because, misallocation_bound=float(result.misallocation_bound),

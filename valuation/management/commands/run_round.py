@@ -42,6 +42,8 @@ class Command(BaseCommand):
         reward.add_argument("--greedy", action="store_true", help="decode greedily instead of sampling")
         parser.add_argument("--data-quality", action="store_true",
                             help="after valuing, value every pair and cluster the data (see value_pairs)")
+        parser.add_argument("--training", type=json.loads, default=None, metavar="JSON",
+                            help='training config overrides, e.g. \'{"epochs": 1}\' (valuation.engine.dpo.TrainingConfig)')
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **opts):
@@ -75,7 +77,7 @@ class Command(BaseCommand):
             utility=opts["utility"], composition=opts["composition"], estimator=opts["estimator"],
             seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"],
             objectives=opts["objective"], payout_objective=opts["payout_objective"], prompts=opts["prompts"],
-            decoding=_decoding_options(opts), data_quality=opts["data_quality"])
+            decoding=_decoding_options(opts), data_quality=opts["data_quality"], training=opts["training"])
 
 
 def _decoding_options(opts) -> dict | None:
