@@ -15,6 +15,8 @@ library version is reported, since it may change the last bits.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import tempfile
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -27,7 +29,7 @@ from django.core.exceptions import ValidationError
 
 from . import stages
 from .models import ValuationRound
-from .stages.common import _library_versions, training_config
+from .stages.common import _library_versions, runtime_of, training_config
 from .stages.valuing import compute_values
 
 ProgressFn = Callable[[str, int, int], None]
@@ -129,14 +131,17 @@ def _models(r, participants, pairs, scratch: Path, report, from_scratch: bool, o
     from valuation.engine import dpo
     from valuation.engine.hashing import directory_hash
 
-    cfg, dirs = training_config(r.config), []
+    cfg, dirs, runtime = training_config(r.config), [], runtime_of(r)
     for done, (p, owned) in enumerate(zip(participants, pairs)):
         if on_progress:
             on_progress("training" if from_scratch else "checking models", done, len(participants))
         recorded = p.owner_model.model_hash
         if from_scratch:
+            # The thread count the model was trained with (kernels split reductions by it), else the round's.
+            threads = int((p.owner_model.metrics or {}).get("threads") or runtime.threads)
             result = dpo.train_owner_model(r.base_model_path, owned, scratch / str(p.index), cfg,
-                                           base_model_hash=r.base_model_hash)
+                                           base_model_hash=r.base_model_hash,
+                                           runtime=dataclasses.replace(runtime, threads=threads))
             path, actual = result.path, result.model_hash
         else:
             path = Path(p.owner_model.artifact_path)
@@ -157,7 +162,7 @@ def _revalue(r, participants, model_dirs, eval_set, report: ReplayReport, on_pro
     for done, path in enumerate([Path(r.base_model_path)] + model_dirs):
         if on_progress:
             on_progress("scoring", done, len(model_dirs) + 1)
-        scores.append(score_model(path, r.base_model_path, eval_set))
+        scores.append(score_model(path, r.base_model_path, eval_set, runtime=runtime_of(r)))
     D = delta_matrix(scores[0], scores[1:])
     # A reward round decodes its coalitions afresh from these (hash-checked) models, without its stored generations.
     valuation = compute_values(r, D, np.array([p.n_pairs for p in participants], dtype=np.int64),

@@ -15,6 +15,8 @@ Modules, by the order a round uses them:
     coalition_tables  the tiled kernels that tabulate all 2^n utilities
     shapley     exact Shapley values over the 2^n table; estimate_shapley (exact or sampled)
     sampling    budget, error bars and the misallocation stopping rule shared by estimators
+    structured  the structured estimator for score games: analytic prior + control variates
+    smoothed    Gaussian-smoothed utilities of a margin (what the structured prior integrates)
     estimators  permutation sampling (antithetic and plain)
     svarm       stratified SVARM
     kernelshap  paired KernelSHAP
@@ -31,3 +33,10 @@ Modules, by the order a round uses them:
     curation    SHED: k-means clusters, proxy Shapley values, QOCS / QWCS curated subsets
     data_quality  the data-quality assessment a round runs: values, flags with reasons, clusters
 """
+
+import os
+
+# Idle OpenMP threads sleep instead of spinning, set before anything here imports torch: on a shared
+# machine spinning threads slow a fine-tune ~2-3x (base_model.threads_to_use). An explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+

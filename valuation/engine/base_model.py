@@ -177,41 +177,36 @@ def _train(model, stream, config: BaseModelConfig, seed: int) -> list[float]:
     return losses
 
 
-def _other_runnable_tasks() -> int:
-    """Runnable tasks on this machine besides the caller (median of 5 samples of /proc/loadavg; 0 if unknown)."""
-    samples = []
-    try:
-        for _ in range(5):
-            with open("/proc/loadavg", encoding="ascii") as handle:
-                samples.append(int(handle.read().split()[3].split("/")[0]))
-            time.sleep(0.01)
-    except (OSError, ValueError, IndexError):
-        return 0
-    return max(0, sorted(samples)[len(samples) // 2] - 1)
+# Default intra-op threads when VALUATION_TORCH_THREADS is unset: the cores, at most this many (beyond
+# four the tiny models gain nothing). A fixed number, never a guess from the current load: CPU kernels
+# split reductions by thread count, so 1 and 2 threads train different bits (measured: the base model's
+# hash differs), and a round's models must not depend on how busy the machine was.
+MAX_DEFAULT_THREADS = 4
 
 
 def threads_to_use() -> int:
-    """Intra-op threads for CPU training: the idle cores, at least one.
+    """This process's intra-op threads for torch: VALUATION_TORCH_THREADS, else min(cores, 4).
 
-    Oversubscribing a busy CPU is catastrophic for OpenMP (measured here: 3.0 s vs
-    0.23 s per base-model step with 2 threads vs 1 on a 2-core machine whose other
-    core was busy), while an idle machine trains ~1.8x faster on both cores.
-    ``VALUATION_TORCH_THREADS`` overrides the guess (e.g. for a Celery worker pool).
+    Rounds record the number at creation and every process that trains or scores for them uses the
+    recorded one (`Runtime.threads`), so a replay or another worker reproduces the same bits. The
+    engine package sets OMP_WAIT_POLICY=PASSIVE (valuation/engine/__init__.py): idle OpenMP threads sleep
+    instead of spinning, which keeps a busy machine from collapsing (measured on 2 shared cores: a
+    base-model build 57 s with 2 spinning threads, 25 s passive, 20 s with 1 thread).
     """
     override = os.environ.get("VALUATION_TORCH_THREADS")
     if override:
         return max(1, int(override))
-    cores = os.cpu_count() or 1
-    return max(1, cores - _other_runnable_tasks())
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_THREADS))
 
 
 @contextlib.contextmanager
-def torch_threads():
-    """Run the block with ``threads_to_use()`` torch threads (yielded), restoring the caller's setting afterwards."""
+def torch_threads(threads: int | None = None):
+    """Run the block with `threads` torch threads (default `threads_to_use()`), yielded, restoring the
+    caller's setting afterwards."""
     import torch
 
     previous = torch.get_num_threads()
-    threads = threads_to_use()
+    threads = threads or threads_to_use()
     torch.set_num_threads(threads)
     try:
         yield threads

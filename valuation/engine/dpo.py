@@ -212,7 +212,7 @@ def train_owner_model(
     started = time.perf_counter()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix="dpo-scratch-") as scratch, torch_threads() as threads:
+    with tempfile.TemporaryDirectory(prefix="dpo-scratch-") as scratch, torch_threads(runtime.threads) as threads:
         trainer = build_trainer(base, list(pairs), config, scratch, runtime=runtime)
         trainer.train()
         metrics = {**_summarise(trainer.state.log_history), "n_pairs": len(pairs), "threads": threads,

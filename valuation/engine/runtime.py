@@ -38,19 +38,24 @@ DEFAULT_DTYPE = "float32"  # exact log-probs; what every cache key without a dty
 class Runtime:
     device: str = "cpu"  # "cuda": this worker's GPU (pick one per worker with CUDA_VISIBLE_DEVICES)
     dtype: str = DEFAULT_DTYPE  # autocast precision of training and scoring; float32 = none
+    # CPU intra-op threads; 0 = this process's default (base_model.threads_to_use). Rounds record it:
+    # reductions split by thread count, so the same number reproduces the same bits.
+    threads: int = 0
 
     def __post_init__(self):
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be a non-negative integer (0 = the process default), got {self.threads!r}")
         if self.dtype == "float16" and self.device == "cpu":
             raise ValueError("dtype float16 needs device cuda; on a CPU use bfloat16 or float32")
 
     @classmethod
-    def from_env(cls, dtype: str = DEFAULT_DTYPE) -> Runtime:
-        """This worker's device (VALUATION_DEVICE, default cpu) with the given precision."""
-        return cls(device=os.environ.get("VALUATION_DEVICE", "cpu"), dtype=dtype)
+    def from_env(cls, dtype: str = DEFAULT_DTYPE, threads: int = 0) -> Runtime:
+        """This worker's device (VALUATION_DEVICE, default cpu) with the given precision and threads."""
+        return cls(device=os.environ.get("VALUATION_DEVICE", "cpu"), dtype=dtype, threads=threads)
 
     def check_device(self) -> None:
         """Fail with the reason before any work when the device is not there."""

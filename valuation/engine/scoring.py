@@ -145,7 +145,7 @@ def sequences_logps(model, tokenizer, chosen, rejected, *, batch_size: int = 16,
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), torch_threads(), runtime.autocast():
+        with torch.no_grad(), torch_threads(runtime.threads), runtime.autocast():
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
             return _logps(model, chosen, pad_id, batch_size), _logps(model, rejected, pad_id, batch_size)
     finally:

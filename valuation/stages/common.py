@@ -83,6 +83,9 @@ def round_config(*, training: dict, seed: int, beta: float | None, budget: int, 
     cfg = TrainingConfig(**overrides)
     config = {"training": dataclasses.asdict(cfg), "beta": cfg.beta, "seed": seed, "budget": budget,
               "target": target, "versions": _library_versions()}
+    from valuation.engine.base_model import threads_to_use
+
+    config["threads"] = threads_to_use()  # every process training or scoring for the round uses this many
     dtype = _checked_dtype(settings.VALUATION_DTYPE)
     if dtype != "float32":
         config["dtype"] = dtype  # float32 rounds record none: the precision every round had before the setting
@@ -103,7 +106,8 @@ def runtime_of(valuation_round):
     """Where this process trains and scores for the round: its own device, the round's recorded precision."""
     from valuation.engine.runtime import Runtime
 
-    return Runtime(device=settings.VALUATION_DEVICE, dtype=valuation_round.config.get("dtype", "float32"))
+    return Runtime(device=settings.VALUATION_DEVICE, dtype=valuation_round.config.get("dtype", "float32"),
+                   threads=int(valuation_round.config.get("threads", 0)))
 
 
 def _library_versions() -> dict:
