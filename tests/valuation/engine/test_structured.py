@@ -27,7 +27,7 @@ def score_game(n: int, T: int, seed: int) -> np.ndarray:
     return quality[:, None] * signal + 2.0 * rng.standard_t(3, size=(n, T))
 
 
-def game(n=8, T=120, seed=0, utility="preference_accuracy", composition="sum"):
+def game(n=12, T=120, seed=0, utility="preference_accuracy", composition="sum"):
     D = score_game(n, T, seed)
     sizes = np.arange(1, n + 1) * 10.0 if composition == "mean" else None
     fn = coalition_utility_fn(D, utility=utility, composition=composition, beta=0.1, sizes=sizes)
@@ -46,7 +46,7 @@ def test_converges_to_exact_as_the_budget_grows(utility, composition) -> None:
     fn, truth = game(utility=utility, composition=composition)
     errors = []
     for budget in (100, 1000, 20000):
-        r = estimate_shapley(fn, 8, method="structured", budget=budget, seed=3, target=None)
+        r = estimate_shapley(fn, 12, method="structured", budget=budget, seed=3, target=None)
         assert r.method == "structured" and r.n_evaluations <= budget
         errors.append(np.abs(r.values - truth).max())
     assert errors[-1] < errors[0]
@@ -59,7 +59,8 @@ def test_raw_estimate_is_unbiased_and_values_are_efficient(utility) -> None:
     raws = []
     grand, empty = fn(np.array([[True] * 6, [False] * 6]))
     for seed in range(60):
-        sampler = StructuredSampler(fn, 6, seed=seed)
+        # Two exact terms per pair, so the prior is approximate and sampling has something to correct.
+        sampler = StructuredSampler(fn, 6, seed=seed, config=StructuredConfig(big_owners=2))
         evaluate = Evaluator(fn, 6, 2 + 4 * 10)  # anchors + four antithetic pairs of 5 prefixes each
         sampler.start(evaluate)
         sampler.step(evaluate, 4 * sampler.min_batch, np.random.default_rng(seed))
@@ -94,16 +95,24 @@ def test_prior_alone_is_close_to_exact(utility) -> None:
 
 
 def test_intervals_cover_the_truth() -> None:
-    fn, truth = game(n=8, T=100, seed=5, utility="bt_loglik")
+    fn, truth = game(n=12, T=100, seed=5, utility="bt_loglik")
     covered = [np.mean((r.ci_low <= truth) & (truth <= r.ci_high)) for r in
-               (estimate_shapley(fn, 8, method="structured", budget=300, seed=s, target=None) for s in range(80))]
+               (estimate_shapley(fn, 12, method="structured", budget=500, seed=s, target=None) for s in range(80))]
     assert np.mean(covered) >= 0.9
 
 
+def test_small_games_are_exact_from_the_prior() -> None:
+    # 6 owners: all 5 others of every owner fit the prior exactly, so nothing is left to sample.
+    fn, truth = game(n=6, T=50, seed=8)
+    r = estimate_shapley(fn, 6, method="structured", budget=1000, seed=0)
+    assert r.stopped_because == "exact" and r.values == pytest.approx(truth, abs=1e-12)
+    assert np.all(r.stderr == 0) and r.n_evaluations == 2
+
+
 def test_same_seed_same_result_and_stopping_rule() -> None:
-    fn, truth = game(n=8, seed=6, utility="bt_loglik")
-    first = estimate_shapley(fn, 8, method="structured", budget=20000, seed=11, target=0.01)
-    again = estimate_shapley(fn, 8, method="structured", budget=20000, seed=11, target=0.01)
+    fn, truth = game(n=12, seed=6, utility="bt_loglik")
+    first = estimate_shapley(fn, 12, method="structured", budget=20000, seed=11, target=0.01)
+    again = estimate_shapley(fn, 12, method="structured", budget=20000, seed=11, target=0.01)
     assert np.array_equal(first.values, again.values) and np.array_equal(first.stderr, again.stderr)
     assert first.stopped_because == "target" and first.misallocation_bound <= 0.01
     assert misallocation(first.values, truth) <= 0.01
@@ -112,14 +121,16 @@ def test_same_seed_same_result_and_stopping_rule() -> None:
 def test_refuses_a_black_box_utility() -> None:
     fn, _ = game()
     with pytest.raises(ValueError, match="structured.*cached scores"):
-        estimate_shapley(lambda members: fn(members), 8, method="structured", budget=1000, seed=0)
+        estimate_shapley(lambda members: fn(members), 12, method="structured", budget=1000, seed=0)
 
 
 def test_large_n_keeps_memory_linear() -> None:
     D = score_game(300, 40, 7)
     fn = coalition_utility_fn(D, utility="preference_accuracy", composition="sum", beta=0.1)
     sampler = StructuredSampler(fn, 300, seed=0)
-    assert sampler.moments.comoment is None and sampler.game.m == 0  # no n × n moments, no big-term arrays
+    # No n × n moments; the largest arrays are (n, m, T) with m ≤ 8 exact terms per pair.
+    assert sampler.moments.comoment is None and sampler.game.top.shape == (sampler.game.m + 1, 40)
+    assert sampler.game.m <= 8
     r = estimate_shapley(fn, 300, method="structured", budget=20 * 299 + 2, seed=0, target=None)
     assert r.values.shape == (300,) and np.all(np.isfinite(r.stderr)) and r.n_evaluations <= 20 * 299 + 2
     grand, empty = fn(np.array([[True] * 300, [False] * 300]))
