@@ -3,8 +3,9 @@ tests (tests/marketplace/test_permissions.py, tests/config/test_isolation_matrix
 
 Owner A and owner B each have: a username, display name and e-mail; accepted, unused and refused uploads
 (file names, prompts, refusal reasons); a round only they took part in; a value (φ, CI, Banzhaf,
-leave-one-out) and a payout in the round they share, with a correction in A's ledger; a fidelity report
-naming them; an API token. The eval set's pairs are the staff's secret. A response to B must contain
+leave-one-out), a value per objective and a payout in the round they share, with a correction in A's
+ledger; a fidelity report naming them; pair values in the shared round's data-quality report; an API
+token. The eval set's pairs (and what coalitions generated for its prompts) are the staff's secret. A response to B must contain
 none of A's markers, and so on (FORBIDDEN). Rounds are built with the ORM: access, not valuation.
 """
 from __future__ import annotations
@@ -18,30 +19,34 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 
-from marketplace.models import Contribution, EvalSet
+from marketplace.models import Contribution, EvalSet, PreferencePair
 from marketplace.parsing import UploadRefused
 from marketplace.services import contribution_create, eval_set_create
 from tests.conftest import jsonl_bytes, make_pairs
 from valuation import ledger, services
 from valuation.models import (
-    CoalitionUtility, FidelityReport, OwnerModel, OwnerValue, Payout, RoundOwner, ScoreCache, ValuationRound,
+    CoalitionGeneration, CoalitionUtility, DataQualityReport, FidelityReport, ObjectiveValue, OwnerModel, OwnerValue,
+    PairCluster, PairValue, Payout, RoundOwner, RoundTask, ScoreCache, ValuationRound,
 )
 
 ROLES = ("anon", "a", "b", "staff")
 A = {"username": "owner_a", "display": "Alpha Display Qx7", "email": "alpha.qx7@example.org",
      "files": ("alpha_secret.jsonl", "alpha_free.jsonl", "alpha_refused.jsonl"), "tag": "alphasecret",
      "round": "alpha-only-round", "shapley": 0.314159, "ci": (0.2718281, 0.3565, 0.1414213, 0.1732050),
-     "amount": "31.4159", "shown": "31.42", "corrected": "30.11", "model": "a1f0" * 16}
+     "amount": "31.4159", "shown": "31.42", "corrected": "30.11", "model": "a1f0" * 16,
+     "objectives": (0.1123581, 0.2134558), "pair_value": 0.0271828}
 B = {"username": "owner_b", "display": "Bravo Display Zk4", "email": "bravo.zk4@example.org",
      "files": ("bravo_secret.jsonl", "bravo_free.jsonl", "bravo_refused.jsonl"), "tag": "bravosecret",
      "round": "bravo-only-round", "shapley": 0.577215, "ci": (0.6180339, 0.4426950, 0.6931471, 0.2360679),
-     "amount": "68.5841", "shown": "68.58", "corrected": "69.89", "model": "b2e0" * 16}
+     "amount": "68.5841", "shown": "68.58", "corrected": "69.89", "model": "b2e0" * 16,
+     "objectives": (0.3819660, 0.4142135), "pair_value": 0.0618034}
 EVAL_TAG = "evalsecret"  # held-out pairs: nobody but staff
 
 
 def markers(o: dict) -> tuple[str, ...]:
     return (o["username"], o["display"], o["email"], *o["files"], o["tag"], o["round"], str(o["shapley"]),
-            *(str(x) for x in o["ci"]), o["amount"], o["shown"], o["corrected"], o["model"])
+            *(str(x) for x in o["ci"]), o["amount"], o["shown"], o["corrected"], o["model"],
+            *(str(x) for x in o["objectives"]), str(o["pair_value"]))
 
 
 A_MARKERS, B_MARKERS = markers(A), markers(B)
@@ -109,6 +114,49 @@ def _report(valuation_round) -> FidelityReport:
                      "trained": {"sequential": {"preference_accuracy": 0.58}}}])
 
 
+OBJECTIVES = ("helpfulness", "harmlessness")
+
+
+def _reward(valuation_round, owners) -> None:
+    """Make the shared round a two-objective reward round: values per objective, and what coalitions
+    generated (their responses quote the eval prompts: staff only)."""
+    valuation_round.config = {"reward": {"objectives": [{"name": name, "judge": "demo.judges." + name}
+                                                        for name in OBJECTIVES],
+                                         "payout": {"helpfulness": 1.0}, "prompts": 2, "decoding": {}}}
+    valuation_round.save(update_fields=["config"])
+    for owner, o in owners:
+        for name, value in zip(OBJECTIVES, o["objectives"]):
+            ObjectiveValue.objects.create(round=valuation_round, owner=owner, objective=name, shapley=value,
+                                          stderr=0.0, ci_low=value, ci_high=value, n_evaluations=4, method="exact")
+    for mask in range(4):
+        CoalitionGeneration.objects.create(round=valuation_round, mask=mask, size=mask.bit_count(),
+                                           scores=dict.fromkeys(OBJECTIVES, 0.5), n_tokens=8, seconds=0.1,
+                                           responses=[f"{EVAL_TAG} answer {mask}"] * 2)
+    for index in (RoundTask.BASE_INDEX, 0, 1):
+        RoundTask.objects.create(round=valuation_round, stage=RoundTask.Stage.SCORING, index=index,
+                                 status=RoundTask.Status.DONE, worker="foreground@test", seconds=0.1)
+
+
+def _data_quality(valuation_round, owners) -> None:
+    """A finished data-quality report on the shared round: a value for each owner's pairs (flagged ones
+    among them) and one cluster mixing both owners (staff only)."""
+    report = DataQualityReport.objects.create(round=valuation_round, status=DataQualityReport.Status.DONE,
+                                              n_pairs=6, n_flagged=2, n_chains=4, n_fits=100, n_features=8,
+                                              full_utility=0.75, empty_utility=0.5)
+    first = None
+    for owner, o in owners:
+        pairs = list(PreferencePair.objects.filter(contribution__owner=owner, contribution__status="accepted")
+                     .order_by("pk")[:3])
+        first = first or pairs[0]
+        for rank, pair in enumerate(pairs, start=1):
+            flagged = rank == 1
+            PairValue.objects.create(report=report, owner=owner, pair=pair, value=o["pair_value"] * rank, stderr=0.01,
+                                     n_chains=4, agreement=0.5, cluster=0, rank=rank, flagged=flagged,
+                                     reason=PairValue.Reason.REVERSED if flagged else PairValue.Reason.NONE)
+    PairCluster.objects.create(report=report, index=0, size=6, value=0.1, stderr=0.01, proxy=first, n_owners=2,
+                               n_flagged=2, mean_pair_value=0.05, examples=[first.prompt])
+
+
 @pytest.fixture
 def world(owner_a, owner_b, staff_user) -> World:
     for owner, o in ((owner_a, A), (owner_b, B)):
@@ -132,6 +180,8 @@ def world(owner_a, owner_b, staff_user) -> World:
     Group.objects.create(name="auditors")  # every admin model has an object to open
     ScoreCache.objects.create(model_hash="5" * 64, eval_hash=eval_set.sha256, chosen_logps=[-1.5],
                               rejected_logps=[-2.5])
+    _reward(both, ((owner_a, A), (owner_b, B)))
+    _data_quality(both, ((owner_a, A), (owner_b, B)))
     CoalitionUtility.objects.bulk_create(CoalitionUtility(round=both, mask=m, size=m.bit_count(), value=v)
                                          for m, v in enumerate((0.5, 0.6, 0.7, 0.9)))
     users = {"anon": None, "a": owner_a.user, "b": owner_b.user, "staff": staff_user}

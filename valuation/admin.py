@@ -75,6 +75,9 @@ class CoalitionGenerationAdmin(admin.ModelAdmin):
     list_filter = ["round"]
     readonly_fields = ["round", "mask", "size", "scores", "responses", "n_tokens", "seconds"]
 
+    def has_add_permission(self, request):
+        return False  # the generation stage writes these, as each coalition is decoded
+
 
 @admin.register(DataQualityReport)
 class DataQualityReportAdmin(admin.ModelAdmin):
