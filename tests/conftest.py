@@ -116,3 +116,15 @@ def parquet_bytes(records) -> bytes:
 
 def upload(name: str, data: bytes, content_type: str = "application/octet-stream") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory):
+    """The real tiny base model (byte-level BPE + a small Llama), built once per test session (slow tests)."""
+    from valuation.engine import synthetic
+    from valuation.engine.base_model import build_base_model
+
+    root = tmp_path_factory.mktemp("tiny-base")
+    corpus = root / "corpus.txt"
+    corpus.write_text(synthetic.corpus_text(0), encoding="utf-8")
+    return build_base_model(corpus, root / "model", seed=0).path

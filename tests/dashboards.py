@@ -90,3 +90,29 @@ def write_objective_values(valuation_round: ValuationRound, per_objective: dict[
     ValuationRound.objects.filter(pk=valuation_round.pk).update(config=config, utility="reward")
     valuation_round.refresh_from_db()
     return valuation_round
+
+
+def write_data_quality(valuation_round: ValuationRound, owners, pair_values: list[float]):
+    """A finished data-quality report: each owner's first three accepted pairs valued (owner k's pair r:
+    pair_values[k] × r; the lowest flagged as reversed) and one cluster mixing everyone's pairs."""
+    from marketplace.models import Contribution, PreferencePair
+    from valuation.models import DataQualityReport, PairCluster, PairValue
+
+    report = DataQualityReport.objects.create(
+        round=valuation_round, status=DataQualityReport.Status.DONE, n_pairs=3 * len(owners), n_flagged=len(owners),
+        n_chains=4, n_fits=100, n_features=8, full_utility=0.75, empty_utility=0.5, finished_at=timezone.now(),
+        timings={"representations": 1.5, "values": 2.5, "total": 4.0})
+    first = None
+    for owner, base in zip(owners, pair_values):
+        pairs = list(PreferencePair.objects.filter(contribution__owner=owner,
+                                                   contribution__status=Contribution.Status.ACCEPTED)
+                     .order_by("pk")[:3])
+        first = first or pairs[0]
+        for rank, pair in enumerate(pairs, start=1):
+            PairValue.objects.create(report=report, owner=owner, pair=pair, value=base * rank, stderr=0.01, n_chains=4,
+                                     agreement=0.2 if rank == 1 else 0.8, cluster=0, rank=rank, flagged=rank == 1,
+                                     reason=PairValue.Reason.REVERSED if rank == 1 else PairValue.Reason.NONE)
+    PairCluster.objects.create(report=report, index=0, size=3 * len(owners), value=0.1, stderr=0.01, proxy=first,
+                               n_owners=len(owners), n_flagged=len(owners), mean_pair_value=0.05,
+                               examples=[first.prompt])
+    return report

@@ -19,14 +19,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 
-from marketplace.models import Contribution, EvalSet, PreferencePair
+from marketplace.models import Contribution, EvalSet
 from marketplace.parsing import UploadRefused
 from marketplace.services import contribution_create, eval_set_create
 from tests.conftest import jsonl_bytes, make_pairs
+from tests.dashboards import write_data_quality
 from valuation import ledger, services
 from valuation.models import (
-    CoalitionGeneration, CoalitionUtility, DataQualityReport, FidelityReport, ObjectiveValue, OwnerModel, OwnerValue,
-    PairCluster, PairValue, Payout, RoundOwner, RoundTask, ScoreCache, ValuationRound,
+    CoalitionGeneration, CoalitionUtility, FidelityReport, ObjectiveValue, OwnerModel, OwnerValue, Payout, RoundOwner,
+    RoundTask, ScoreCache, ValuationRound,
 )
 
 ROLES = ("anon", "a", "b", "staff")
@@ -137,26 +138,6 @@ def _reward(valuation_round, owners) -> None:
                                  status=RoundTask.Status.DONE, worker="foreground@test", seconds=0.1)
 
 
-def _data_quality(valuation_round, owners) -> None:
-    """A finished data-quality report on the shared round: a value for each owner's pairs (flagged ones
-    among them) and one cluster mixing both owners (staff only)."""
-    report = DataQualityReport.objects.create(round=valuation_round, status=DataQualityReport.Status.DONE,
-                                              n_pairs=6, n_flagged=2, n_chains=4, n_fits=100, n_features=8,
-                                              full_utility=0.75, empty_utility=0.5)
-    first = None
-    for owner, o in owners:
-        pairs = list(PreferencePair.objects.filter(contribution__owner=owner, contribution__status="accepted")
-                     .order_by("pk")[:3])
-        first = first or pairs[0]
-        for rank, pair in enumerate(pairs, start=1):
-            flagged = rank == 1
-            PairValue.objects.create(report=report, owner=owner, pair=pair, value=o["pair_value"] * rank, stderr=0.01,
-                                     n_chains=4, agreement=0.5, cluster=0, rank=rank, flagged=flagged,
-                                     reason=PairValue.Reason.REVERSED if flagged else PairValue.Reason.NONE)
-    PairCluster.objects.create(report=report, index=0, size=6, value=0.1, stderr=0.01, proxy=first, n_owners=2,
-                               n_flagged=2, mean_pair_value=0.05, examples=[first.prompt])
-
-
 @pytest.fixture
 def world(owner_a, owner_b, staff_user) -> World:
     for owner, o in ((owner_a, A), (owner_b, B)):
@@ -181,7 +162,7 @@ def world(owner_a, owner_b, staff_user) -> World:
     ScoreCache.objects.create(model_hash="5" * 64, eval_hash=eval_set.sha256, chosen_logps=[-1.5],
                               rejected_logps=[-2.5])
     _reward(both, ((owner_a, A), (owner_b, B)))
-    _data_quality(both, ((owner_a, A), (owner_b, B)))
+    write_data_quality(both, [owner_a, owner_b], [A["pair_value"], B["pair_value"]])
     CoalitionUtility.objects.bulk_create(CoalitionUtility(round=both, mask=m, size=m.bit_count(), value=v)
                                          for m, v in enumerate((0.5, 0.6, 0.7, 0.9)))
     users = {"anon": None, "a": owner_a.user, "b": owner_b.user, "staff": staff_user}

@@ -23,7 +23,7 @@ from django.test import Client
 from marketplace.services import contribution_create, eval_set_create, owner_create
 from tests.browser.conftest import screenshot
 from tests.conftest import PASSWORD, jsonl_bytes, make_pairs
-from tests.dashboards import round_for, write_objective_values, write_results
+from tests.dashboards import round_for, write_data_quality, write_objective_values, write_results
 from valuation.models import Payout, ValuationRound
 
 pytestmark = pytest.mark.browser
@@ -246,12 +246,15 @@ def test_pages_fit_a_phone_and_load_nothing_from_outside(browser, live_server, s
                                filename="e.jsonl")
     rounds = [write_results(round_for(f"round-{k}", eval_set, team), [0.2 + 0.05 * k, 0.1, -0.02 * k])
               for k in range(3)]
+    write_data_quality(rounds[-1], team, [0.02, 0.01, -0.03])
     browser.set_window_size(390, 844)  # a phone
     pages = [("round", staff_user, f"/rounds/{rounds[-1].pk}/", "values-chart"),
              ("overview", staff_user, "/overview/", "paid-chart"),
              ("my-payouts", team[0].user, "/rounds/my-payouts/", "history-chart"),
              ("contributions", team[0].user, "/contributions/", None),
-             ("statement", team[0].user, f"/rounds/{rounds[0].pk}/statement/", None)]
+             ("statement", team[0].user, f"/rounds/{rounds[0].pk}/statement/", None),
+             ("data-quality", staff_user, f"/rounds/{rounds[-1].pk}/data-quality/", "cluster-chart"),
+             ("my-pairs", team[0].user, f"/rounds/{rounds[-1].pk}/my-pairs/", "pair-value-chart")]
     for name, user, path, chart in pages:
         _session_login(browser, base, user)
         browser.get(base + path)

@@ -1,5 +1,5 @@
-"""Fixtures for round tests: eval sets and owners with uploaded data, and (slow) the real tiny
-base model built once per test session."""
+"""Fixtures for round tests: eval sets and owners with uploaded data (the real tiny base model,
+`tiny_base_model`, is built once per session in tests/conftest.py)."""
 import pytest
 
 from marketplace.services import contribution_create, eval_set_create, owner_create
@@ -29,17 +29,6 @@ def fake_model_dir(tmp_path):
     path.mkdir()
     (path / "config.json").write_text('{"model_type": "llama"}')
     return path
-
-
-@pytest.fixture(scope="session")
-def tiny_base_model(tmp_path_factory):
-    from valuation.engine import synthetic
-    from valuation.engine.base_model import build_base_model
-
-    root = tmp_path_factory.mktemp("tiny-base")
-    corpus = root / "corpus.txt"
-    corpus.write_text(synthetic.corpus_text(0), encoding="utf-8")
-    return build_base_model(corpus, root / "model", seed=0).path
 
 
 @pytest.fixture
