@@ -14,8 +14,8 @@ from marketplace.charts import ACCENT, WARN, bar_height, base_layout
 
 from .charts import ZERO_LINE, _padded_range
 
-CLUSTER_AXIS = "proxy Shapley value (held-out classifier accuracy)"
-PAIR_AXIS = "pair value (held-out classifier accuracy)"
+CLUSTER_AXIS = "proxy Shapley value<br>(held-out classifier accuracy)"  # two lines: fits a phone
+PAIR_AXIS = "pair value<br>(held-out classifier accuracy)"
 
 
 def cluster_values_bar(clusters: Sequence[Mapping]) -> go.Figure:
