@@ -8,7 +8,8 @@ echo "$role" > /tmp/container-role  # read by docker/healthcheck.py
 case "$role" in
   web)
     python manage.py migrate --noinput
-    exec gunicorn config.wsgi --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-2}" --threads 4 \
+    # sync workers (--threads 1): CPU-bound pages queue on the GIL when threads share a process
+    exec gunicorn config.wsgi --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-3}" --threads 1 --timeout 120 \
       --access-logfile - ;;
   worker)
     concurrency="${CELERY_WORKER_CONCURRENCY:-1}"

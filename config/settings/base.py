@@ -85,6 +85,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
     })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Keep a connection per web thread for a minute instead of opening one (and running the PRAGMAs) per request.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
+
+# --- Cache: shared by every process on the machine (page fragments, sign-in limits) ----------------
+# A directory by default, so the web workers of `make serve` render a finished round once between them
+# and count sign-in attempts together; CACHE_URL=redis://host:6379/1 when there are several machines.
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
 
 # --- Auth -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -13,6 +13,8 @@ ARTIFACTS_DIR = Path(tempfile.gettempdir()) / "pdm-test-artifacts"
 CELERY_BROKER_URL = "memory://"
 CELERY_TASK_ALWAYS_EAGER = False
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# One process's memory: nothing cached outlives the test run (base.py's directory would, across runs).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # WhiteNoise finds static files per request instead of scanning every app's files when each test
 # client starts (the scan is ~50 ms, paid once per server process in production).
 WHITENOISE_AUTOREFRESH = True

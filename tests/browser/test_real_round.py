@@ -61,6 +61,7 @@ def stack(tmp_path):
     database = tmp_path / "db.sqlite3"
     env.update(DJANGO_SETTINGS_MODULE="config.settings.base", DATABASE_URL=f"sqlite:///{database}",
                CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}", ARTIFACTS_DIR=str(tmp_path / "art"),
+               CACHE_URL=f"filecache://{tmp_path}/cache",
                DJANGO_ALLOWED_HOSTS="127.0.0.1", DJANGO_DEBUG="False", PYTHONPATH=str(ROOT))
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)

@@ -79,7 +79,8 @@ class Workers:
         self.logs = tmp_path
         self.env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings.base", DATABASE_URL=_database_url(),
                         CELERY_BROKER_URL=REDIS_URL, CELERY_TASK_DEFAULT_QUEUE=self.queue,
-                        ARTIFACTS_DIR=str(artifacts), VALUATION_TORCH_THREADS="1", LOG_LEVEL="INFO")
+                        ARTIFACTS_DIR=str(artifacts), CACHE_URL=f"filecache://{tmp_path}/cache",
+                        VALUATION_TORCH_THREADS="1", LOG_LEVEL="INFO")
         self.procs: dict[str, subprocess.Popen] = {}
         self.client = Celery("itest-client", broker=REDIS_URL)
         self.client.conf.task_default_queue = self.queue

@@ -34,7 +34,7 @@ class Served:
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings.base",
                    DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3",
                    CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path}/broker.sqlite3",
-                   ARTIFACTS_DIR=str(tmp_path / "artifacts"))
+                   ARTIFACTS_DIR=str(tmp_path / "artifacts"), CACHE_URL=f"filecache://{tmp_path}/cache")
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--addr", f"127.0.0.1:{self.port}", "--web-workers", "1"],
             cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -42,7 +42,7 @@ def env_for(db: Path, artifacts: Path, fault: str | None = None) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DJANGO_", "VALUATION_FAULT")) and k not in ("DATABASE_URL", "ARTIFACTS_DIR")}
     env.update(DJANGO_SETTINGS_MODULE="config.settings.base", DATABASE_URL=f"sqlite:///{db}",
-               ARTIFACTS_DIR=str(artifacts), CELERY_BROKER_URL="memory://", PYTHONPATH=str(ROOT),
+               ARTIFACTS_DIR=str(artifacts), CACHE_URL=f"filecache://{artifacts}/cache", CELERY_BROKER_URL="memory://", PYTHONPATH=str(ROOT),
                VALUATION_TORCH_THREADS="1")  # one thread: same arithmetic in every run, and two runs fit 2 cores
     if fault:
         env["VALUATION_FAULT_POINT"] = fault

@@ -9,6 +9,7 @@ rounds nobody runs. The embedded default needs no server: SQLite and the SQLite 
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 STOP_SECONDS = 20  # per child, before it is killed
+# Sync workers, one per core and one more: the pages are CPU-bound Python, so threads in one process only
+# queue on its GIL. On 2 cores, 20 concurrent dashboard clients (bench/dashboard_load.py) had a p95 about
+# half as long with 3 sync workers as with 2 workers × 4 threads over keep-alive connections.
+WEB_WORKERS = (os.cpu_count() or 1) + 1
 
 
 class Command(BaseCommand):
@@ -26,7 +31,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--addr", default="127.0.0.1:8000", help="host:port of the web server")
-        parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
+        parser.add_argument("--web-workers", type=int, default=WEB_WORKERS,
+                            help=f"gunicorn worker processes, one request at a time each (default cores + 1: {WEB_WORKERS})")
         parser.add_argument("--concurrency", type=int, default=None,
                             help="Celery worker processes (default CELERY_WORKER_CONCURRENCY, 1)")
 
@@ -56,7 +62,7 @@ class Command(BaseCommand):
 
 def web_command(addr: str, workers: int) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", addr, "--workers", str(workers),
-            "--threads", "4", "--access-logfile", "-"]
+            "--threads", "1", "--timeout", "120", "--access-logfile", "-"]  # 120 s: a 50k-pair upload fits
 
 
 def worker_command(concurrency: int) -> list[str]:
