@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -127,6 +128,25 @@ def print_row(row: dict) -> None:
           f"{100 * e[best_time]['mis']:.3f}% = {e[best_time]['mis'] / max(s['mis'], 1e-12):5.1f}×")
 
 
+def show(paths: list[str]) -> None:
+    """The README tables from saved results: misallocation of `structured` against the best generic
+    estimator at the same evaluations and at the same wall time, per game, n and utility."""
+    rows = [r for path in paths for r in json.loads((RESULTS / path).read_text()).get("exact_truth", [])]
+    print("misallocated share of the pool, mean over seeds (structured 95% CI coverage); best generic estimator "
+          "at the same evaluations / at the same wall time, and how many times structured's error it has")
+    print(f"{'game':9s} {'n':>3s} {'utility':19s} {'evals':>6s} {'structured':>17s} {'same evals: best':>29s} "
+          f"{'same time: best (evals)':>38s}")
+    for r in rows:
+        c, e = r["cells"], r["equal_time"]
+        s_ = c["structured"]
+        b = min(GENERIC, key=lambda m: c[m]["mis"])
+        t = min(GENERIC, key=lambda m: e[m]["mis"])
+        ratio = lambda x: f"{x / s_['mis']:.1f}×" if s_["mis"] > 0 else "—"  # noqa: E731
+        print(f"{r['game']:9s} {r['n']:3d} {r['utility']:19s} {r['multiplier']:3d}·n {100 * s_['mis']:7.3f}% ({s_['coverage']:.2f}) "
+              f"{b:>12s} {100 * c[b]['mis']:6.2f}% {ratio(c[b]['mis']):>6s} "
+              f"{t:>12s} ({e[t]['evaluations']:>7.0f}) {100 * e[t]['mis']:6.3f}% {ratio(e[t]['mis']):>6s}")
+
+
 def one_scale_run(n: int, utility_name: str, budget: int, seed: int, reference_factor: int) -> dict:
     """Part 2 for one n, in this process (the parent reads peak RSS of a fresh process)."""
     D = realistic_score_matrix(n, 1000, seed=0)
@@ -150,7 +170,12 @@ def part_two(args) -> list[dict]:
         for name in UTILITIES:
             factor = args.reference_factor if n <= 100 else args.large_reference_factor
             command = [sys.executable, __file__, "--one", str(n), name, str(args.scale_budget * n), "0", str(factor)]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                rows.append(dict(n=n, utility=name, error=f"no result within --timeout {args.timeout} s"))
+                print(f"n={n} {name}: no result within {args.timeout} s")
+                continue
             if done.returncode != 0:
                 rows.append(dict(n=n, utility=name, error=done.stderr[-500:]))
                 print(f"n={n} {name}: failed: {done.stderr[-300:]}")
@@ -166,23 +191,25 @@ def part_two(args) -> list[dict]:
 
 
 def coverage_at_100(args) -> dict:
-    """95% CI coverage of a long-run reference over seeds, n = 100, both utilities."""
+    """95% CI coverage of a long-run reference over seeds, n = 100, both utilities, at a fixed budget
+    (--coverage-budget × n evaluations per run; the reference: --reference-factor × that)."""
     out = {}
     D = realistic_score_matrix(100, 1000, seed=0)
+    budget = args.coverage_budget * 100
     for name in UTILITIES:
         utility = coalition_utility_fn(D, utility=name, composition="sum", beta=BETA)
-        runs = [run(utility, 100, "structured", args.scale_budget * 100, seed, target=0.01)[0]
-                for seed in range(args.coverage_seeds)]
+        runs = [run(utility, 100, "structured", budget, seed)[0] for seed in range(args.coverage_seeds)]
         spent = int(np.mean([r.n_evaluations for r in runs]))
-        reference = run(utility, 100, "structured", args.reference_factor * spent, 10**6)[0].values
+        reference = run(utility, 100, "structured", args.coverage_reference_factor * spent, 10**6)[0].values
         covered = [np.mean((r.ci_low <= reference) & (reference <= r.ci_high)) for r in runs]
         realised = [misallocation(r.values, reference) for r in runs]
         out[name] = dict(coverage=float(np.mean(covered)), seeds=args.coverage_seeds, mean_evaluations=spent,
                          realised_mean=float(np.mean(realised)), bound_held=float(np.mean(
                              [m <= r.misallocation_bound for m, r in zip(realised, runs)])))
-        print(f"n=100 {name:19s} CI coverage of the ×{args.reference_factor} reference over {args.coverage_seeds} seeds: "
-              f"{100 * out[name]['coverage']:.1f}%  realised misallocation {100 * out[name]['realised_mean']:.2f}% "
-              f"(≤ bound in {100 * out[name]['bound_held']:.0f}%)")
+        print(f"n=100 {name:19s} {spent} evaluations per run: CI coverage of the ×{args.coverage_reference_factor} reference "
+              f"over {args.coverage_seeds} seeds {100 * out[name]['coverage']:.1f}%  realised misallocation "
+              f"{100 * out[name]['realised_mean']:.2f}% (≤ reported bound in {100 * out[name]['bound_held']:.0f}%)")
+        sys.stdout.flush()
     return out
 
 
@@ -197,21 +224,31 @@ def main() -> None:
     parser.add_argument("--reference-factor", type=int, default=100)
     parser.add_argument("--large-reference-factor", type=int, default=0, help="0: no reference above n = 100")
     parser.add_argument("--coverage-seeds", type=int, default=100)
+    parser.add_argument("--coverage-reference-factor", type=int, default=100)
+    parser.add_argument("--coverage-budget", type=int, default=20,
+                        help="evaluations per owner of each coverage run at n = 100 (a fixed budget, no stopping)")
+    parser.add_argument("--out", default="scale.json", help="file name under bench/results/")
     parser.add_argument("--timeout", type=int, default=3600)
     parser.add_argument("--one", nargs=5, metavar=("N", "UTILITY", "BUDGET", "SEED", "REFERENCE"))
+    parser.add_argument("--show", nargs="+", metavar="FILE", help="print the tables of saved results and stop")
     args = parser.parse_args()
+    if args.show:
+        show(args.show)
+        return
     if args.one:
         n, name, budget, seed, factor = args.one
         print(json.dumps(one_scale_run(int(n), name, int(budget), int(seed), int(factor))))
         return
-    report = dict(meta=dict(seeds=args.seeds, beta=BETA, date=time.strftime("%Y-%m-%d")))
+    report = dict(meta=dict(seeds=args.seeds, beta=BETA, date=time.strftime("%Y-%m-%d"), games=args.games,
+                            sizes=args.sizes, threads=os.environ.get("OMP_NUM_THREADS", "default"),
+                            loadavg=os.getloadavg()))
     if args.part in ("1", "both"):
         report["exact_truth"] = part_one(args)
     if args.part in ("2", "both"):
         report["scale"] = part_two(args)
         report["coverage_n100"] = coverage_at_100(args)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps(report, indent=1))
+    (RESULTS / args.out).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
