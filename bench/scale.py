@@ -192,7 +192,7 @@ def part_two(args) -> list[dict]:
 
 def coverage_at_100(args) -> dict:
     """95% CI coverage of a long-run reference over seeds, n = 100, both utilities, at a fixed budget
-    (--coverage-budget × n evaluations per run; the reference: --reference-factor × that)."""
+    (--coverage-budget × n evaluations per run; the reference: --coverage-reference-factor × that)."""
     out = {}
     D = realistic_score_matrix(100, 1000, seed=0)
     budget = args.coverage_budget * 100

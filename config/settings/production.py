@@ -8,7 +8,7 @@ passes with the variables of docs/deployment.md set (tests/config/test_productio
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
-from .base import AUTH_PASSWORD_VALIDATORS, DATABASES, VAR_DIR, env
+from .base import AUTH_PASSWORD_VALIDATORS, DATABASES, env
 
 # --- Core -------------------------------------------------------------------
 if env.bool("DJANGO_DEBUG", default=False):
@@ -52,12 +52,8 @@ AUTH_PASSWORD_VALIDATORS = [
     if v["NAME"].endswith("MinimumLengthValidator") else v for v in AUTH_PASSWORD_VALIDATORS
 ]
 
-# --- Cache: shared by every web process (sign-in limits, page fragments) --------
-# CACHE_URL=redis://host:6379/1 for several machines; the default is a directory on this one.
-CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
-
-# --- Database -------------------------------------------------------------------
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
+# --- Cache and connections: base.py's (a cache directory every web process shares, CACHE_URL=redis://…
+# across machines; connections kept DJANGO_CONN_MAX_AGE = 60 s); here a dead connection is also noticed.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # --- Logging: refused requests and suspicious operations reach the log -----------

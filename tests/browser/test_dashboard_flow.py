@@ -69,6 +69,20 @@ def sign_in(driver, base: str, username: str, password: str = PASSWORD) -> None:
     wait_until(driver, lambda d: "/login/" not in d.current_url, f"{username} could not sign in")
 
 
+def start_round(driver, base: str, name: str, base_model: Path, pool: str = "1000.00",
+                eval_set: str = "heldout") -> None:
+    """Fill in and submit the new-round form as a signed-in staff user; wait for the round's page."""
+    from selenium.webdriver.support.ui import Select
+
+    driver.get(base + "/rounds/new/")
+    fill(driver, "id_name", name)
+    fill(driver, "id_pool", pool)
+    fill(driver, "id_base_model", str(base_model))
+    Select(driver.find_element("id", "id_eval_set")).select_by_value(eval_set)
+    submit(driver)
+    wait_until(driver, lambda d: "/rounds/new/" not in d.current_url, f"round {name} was not created")
+
+
 def downloaded(driver, name: str) -> Path:
     path = driver.download_dir / name
     wait_until(driver, lambda d: path.exists() and not (driver.download_dir / f"{name}.crdownload").exists(),
@@ -127,15 +141,8 @@ def test_owner_uploads_staff_run_and_approve_a_round_owner_reads_statement(brows
 
     # --- staff start a round through the form
     sign_in(browser, base, staff_user.username)
-    browser.get(base + "/rounds/new/")
-    fill(browser, "id_name", "browser-round")
-    fill(browser, "id_pool", "1000.00")
-    fill(browser, "id_base_model", str(model_dir))
-    from selenium.webdriver.support.ui import Select
-    Select(browser.find_element("id", "id_eval_set")).select_by_value("heldout")
-    submit(browser)
-    wait_until(browser, lambda d: "queued" in d.page_source and "/rounds/new/" not in d.current_url,
-               "round was not created")
+    start_round(browser, base, "browser-round", model_dir)
+    assert "queued" in browser.page_source
     valuation_round = ValuationRound.objects.get(name="browser-round")
     assert browser.current_url.endswith(f"/rounds/{valuation_round.pk}/")
     assert [p.owner.name for p in valuation_round.participants.order_by("index")] == ["carol", "dave", "erin"]

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.browser.test_dashboard_flow import downloaded, fill, js, plotted, sign_in, submit, text_of, wait_until
+from tests.browser.test_dashboard_flow import downloaded, js, plotted, sign_in, start_round, text_of, wait_until
 from tests.conftest import PASSWORD
 from tests.test_concurrency import free_port
 
@@ -113,14 +113,7 @@ def _progress(driver) -> dict:
 def test_staff_run_a_real_round_and_watch_it_finish_in_the_browser(browser, stack, tiny_base_model):
     base, database, server = stack
     sign_in(browser, base, "staff")
-    browser.get(base + "/rounds/new/")
-    fill(browser, "id_name", "real-round")
-    fill(browser, "id_pool", "1000.00")
-    fill(browser, "id_base_model", str(tiny_base_model))
-    from selenium.webdriver.support.ui import Select
-    Select(browser.find_element("id", "id_eval_set")).select_by_value("heldout")
-    submit(browser)
-    wait_until(browser, lambda d: "/rounds/new/" not in d.current_url, "the round was not created")
+    start_round(browser, base, "real-round", tiny_base_model)
     (round_id,) = _rows(database, "SELECT id FROM valuation_valuationround WHERE name = 'real-round'")[0]
     assert browser.current_url.endswith(f"/rounds/{round_id}/")
     js(browser, "window.sameDocument = true;")  # survives only if the page is never reloaded

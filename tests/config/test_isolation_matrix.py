@@ -71,7 +71,8 @@ ACCESS = {
     "valuation:round-curated": dict(STAFF_PAGE, staff=(302, "/rounds/")),  # no ?size=: back to the report
     "valuation:round-my-pairs": dict(ANY_USER_PAGE, staff=404), "valuation:round-my-pairs-csv": dict(ANY_USER_PAGE, staff=404),
     "api:round-data-quality": ANY_USER_API, "api:round-pair-values": ANY_USER_API,
-    "api:round-clusters": STAFF_API, "api:round-curated": dict(STAFF_API, staff=400),  # 400: no ?size=  # clusters and curated sets mix owners' pairs
+    # clusters and curated sets mix owners' pairs: staff only (a curated set without ?size= is a 400)
+    "api:round-clusters": STAFF_API, "api:round-curated": dict(STAFF_API, staff=400),
 }
 
 
