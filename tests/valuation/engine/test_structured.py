@@ -150,3 +150,70 @@ def test_chain_matches_the_batched_utility(composition) -> None:
     assert values == pytest.approx(fn(prefixes), abs=1e-12)
     with pytest.raises(ValueError, match="permutation"):
         fn.chain(np.array([0, 0, 1, 2, 3, 4, 5]))
+
+
+@pytest.mark.parametrize("utility", UTILITIES)
+@pytest.mark.parametrize("composition", ["sum", "mean"])
+def test_taylor_terms_have_mean_zero_at_every_size(utility, composition) -> None:
+    # Over every predecessor set P of every size, the linear, quadratic and cubic terms of the control
+    # variate average to 0 (the exact finite-population moments, κ₃ included), and H averages to the
+    # prior A_i(k): so E[c_i(P) | k] = A_i(k) whatever coefficients the sampler fits.
+    n = 8
+    fn, _ = game(n=n, T=40, seed=3, utility=utility, composition=composition)
+    sampler = StructuredSampler(fn, n, seed=0, config=StructuredConfig(big_owners=2))
+    (chunk,) = sampler.owner_chunks()
+    prior = sampler.game.prior(chunk, np.arange(n))  # (k, owner)
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        sums = np.zeros((n, 4))
+        counts = np.zeros(n)
+        for mask in range(1 << (n - 1)):
+            before = [others[b] for b in range(n - 1) if mask >> b & 1]
+            after = [j for j in others if j not in before]
+            order = np.array(before + [i] + after)
+            rank = np.empty(n, dtype=np.int64)
+            rank[order] = np.arange(n)
+            prefix, _ = fn.chain(order)
+            sums[len(before)] += sampler.game.surrogate(chunk, rank, prefix)[i]
+            counts[len(before)] += 1
+        means = sums / counts[:, None]
+        assert means[:, 0] == pytest.approx(prior[:, i], abs=1e-6)
+        assert np.abs(means[:, 1:]).max() < 1e-6 * max(1.0, np.abs(sums[:, 1:]).max() / counts.max())
+
+
+def test_coefficients_come_from_earlier_orders_only() -> None:
+    # The first pair uses the defaults; afterwards the fit moves them, and the same seed refits the same.
+    fn, _ = game(n=12, T=120, seed=1)
+    runs = []
+    for _ in range(2):
+        sampler = StructuredSampler(fn, 12, seed=0)
+        evaluate = Evaluator(fn, 12, 10**6)
+        sampler.start(evaluate)
+        assert np.array_equal(sampler.coefficients, [1.0, 1.0, 0.0])
+        sampler.step(evaluate, 20 * sampler.min_batch, np.random.default_rng(5))
+        runs.append(sampler.coefficients.copy())
+    assert not np.allclose(runs[0], [1.0, 1.0, 0.0]) and np.array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("utility", UTILITIES)
+def test_smoothed_derivatives_are_the_derivatives(utility) -> None:
+    # Each derivative is the finite difference of the one before (float64), the step at s = 0 has
+    # none, and the float32 default agrees with float64 to its precision.
+    from valuation.engine.smoothed import smoothed_derivatives, smoothed_utility
+
+    rng = np.random.default_rng(0)
+    z, s = 3.0 * rng.standard_normal(200), 0.2 + np.abs(rng.standard_normal(200))
+    kw = dict(utility=utility, beta=0.1)
+    exact = smoothed_derivatives(z, s, dtype=np.float64, **kw)
+    assert exact[0] == pytest.approx(smoothed_utility(z, s, dtype=np.float64, **kw), abs=1e-15)
+    h = 1e-5
+    up, down = smoothed_derivatives(z + h, s, dtype=np.float64, **kw), smoothed_derivatives(z - h, s, dtype=np.float64, **kw)
+    for order in (1, 2, 3):
+        assert (up[order - 1] - down[order - 1]) / (2 * h) == pytest.approx(exact[order], rel=1e-5, abs=1e-9)
+    single = smoothed_derivatives(z, s, **kw)
+    assert single[0].dtype == np.float32
+    for a, b in zip(single, exact):
+        assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max())
+    at_zero = smoothed_derivatives(np.array([-1.0, 0.0, 2.0]), np.zeros(3), dtype=np.float64, **kw)
+    if utility == "preference_accuracy":
+        assert at_zero[0].tolist() == [0.0, 0.5, 1.0] and not np.any(np.concatenate(at_zero[1:]))
