@@ -38,7 +38,9 @@ _PROBIT_SCALE = np.pi / 8.0  # MacKay's κ² = 1 + (π/8)·w²
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 _INV_SQRT_2 = 1.0 / np.sqrt(2.0)
 _TAIL = 40.0  # |u| beyond which φ(u) and 1 − Φ(u) are 0 in float32
-_NO_SPREAD = 1e-15  # a smaller normal spread is none: the expectation is the step itself
+# A smaller normal spread is none (the expectation is the step itself): margins are log-probability
+# differences, O(0.01–10), and below this ∂³G = O(1/s³) would overflow float32.
+_NO_SPREAD = 1e-6
 
 
 def _tensors(z, s, dtype) -> tuple[torch.Tensor, torch.Tensor]:
