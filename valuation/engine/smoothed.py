@@ -59,14 +59,20 @@ def _step_normal(z: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.
     return u, 0.5 * torch.special.erfc(-u * _INV_SQRT_2), scale, step
 
 
+def _probit(z: torch.Tensor, s: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """MacKay's κ and the argument a = −β·z/κ of the log σ form: G = −κ·softplus(a)."""
+    kappa = torch.sqrt(1.0 + _PROBIT_SCALE * (beta * beta) * s * s)
+    return kappa, (-beta) * z / kappa
+
+
 def smoothed_utility(z: np.ndarray, s: np.ndarray, *, utility: str, beta: float, dtype=np.float32) -> np.ndarray:
     """G(z, s) = E[g(z + s·Z)] elementwise (s ≥ 0)."""
     z, s = _tensors(z, s, dtype)
     if utility == "preference_accuracy":
         return _step_normal(z, s)[1].numpy()
     if utility == "bt_loglik":
-        kappa = torch.sqrt(1.0 + _PROBIT_SCALE * (beta * beta) * s * s)
-        return (-kappa * torch.nn.functional.softplus((-beta) * z / kappa)).numpy()
+        kappa, a = _probit(z, s, beta)
+        return (-kappa * torch.nn.functional.softplus(a)).numpy()
     raise ValueError(f"no smoothed form for utility {utility!r}")
 
 
@@ -80,8 +86,7 @@ def smoothed_derivatives(z: np.ndarray, s: np.ndarray, *, utility: str, beta: fl
         third = (u * u - 1.0) * first / (scale * scale)
         return value.numpy(), first.numpy(), second.numpy(), third.numpy()
     if utility == "bt_loglik":
-        kappa = torch.sqrt(1.0 + _PROBIT_SCALE * (beta * beta) * s * s)
-        a = (-beta) * z / kappa
+        kappa, a = _probit(z, s, beta)
         sig = torch.sigmoid(a)
         spread = sig * (1.0 - sig)
         out = (-kappa * torch.nn.functional.softplus(a), beta * sig, -(beta * beta / kappa) * spread,
