@@ -39,8 +39,9 @@ misallocation at 20·n falls from 0.13% to 0.04% (0.02% with 8 big owners). b st
 Stein's lemma) and is refitted by least squares, over all owners, after every antithetic pair — from
 earlier pairs only, so each residual keeps its exact mean (a martingale difference) and the estimate
 stays exactly unbiased. Orders come in antithetic pairs (an order and its reverse). Ā_i is summed over
-every size up to `full_sizes` owners; above that it is a stratified random quadrature over k (two
-uniform draws per stratum: unbiased, and its variance estimate enters the standard error).
+every size up to `full_sizes` owners; above that A_i(k) is evaluated on quadratically spaced nodes
+(trapezoid rule) and two uniform sizes inside each interval estimate what A differs from the straight
+line there: unbiased, and its variance estimate enters the standard error (`_prior_mean`).
 
 Efficiency. Σφ̂ = v(N) − v(∅) holds only up to sampling error; the reported values are projected
 onto it with weights ∝ each owner's variance (as SVARM). The weights are estimated, which leaves a
@@ -67,7 +68,7 @@ from scipy.special import gammaln
 
 from valuation.engine.estimators import anchors
 from valuation.engine.sampling import Estimate, Evaluator, Moments, correlation_from_covariance
-from valuation.engine.smoothed import smoothed_derivatives, smoothed_utility
+from valuation.engine.smoothed import smoothed_derivatives, smoothed_gain_terms, smoothed_utility
 
 MIN_PAIRS = 8  # antithetic pairs before a standard error is trusted by the stopping rule
 CORRELATION_LIMIT = 60  # owners up to which the error correlation is tracked (n² memory above is waste)
@@ -91,17 +92,25 @@ class StructuredConfig:
     # Terms the prior may cost when choosing m: 2^27 is ≈ 1.5 s on this 2-core machine (n = 20, m = 8).
     prior_work: int = 1 << 27
     # Above `full_sizes` owners each is a small part of a pair's margin and every sampled order costs
-    # more, so the prior gets less: 2^25 keeps n = 1,000 at m = 0 and n = 100 at m = 3.
+    # more, so the prior gets less: 2^25 keeps n = 1,000 at m = 0 and n = 100 at m = 2.
     large_prior_work: int = 1 << 25
-    # Up to this many owners Ā sums all n sizes; above, a stratified quadrature keeps the prior O(n·T).
+    # Up to this many owners Ā sums all n sizes; above, a quadrature over sizes keeps the prior O(n·T).
     full_sizes: int = 64
-    # Size strata of that quadrature (two random sizes each).
+    # Intervals of that quadrature (nodes at 1 + (n − 2)·(j/strata)², two random sizes inside each).
     strata: int = 16
     # Owners × pairs handled at once: bounds the temporaries to a few tens of MB.
     chunk_entries: int = 1 << 20
 
+    def prior_nodes(self, n: int) -> np.ndarray:
+        """The sizes 1 … n − 1 where the quadrature above `full_sizes` evaluates A exactly."""
+        return np.unique(np.round(1 + (n - 2) * np.linspace(0.0, 1.0, self.strata + 1) ** 2).astype(np.int64))
+
     def prior_sizes(self, n: int) -> int:
-        return n if n <= self.full_sizes else 2 * min(self.strata, n - 1) + 1
+        """Sizes at which the prior evaluates A: all n, or ∅ + the nodes + two draws per interval."""
+        if n <= self.full_sizes:
+            return n
+        nodes = self.prior_nodes(n)
+        return 1 + len(nodes) + 2 * int(np.count_nonzero(np.diff(nodes) > 1))
 
     def big_for(self, n: int, T: int) -> int:
         if self.big_owners is not None:
@@ -148,7 +157,9 @@ class ArithmeticGame:
         rest_sq = (self.total_sq - own**2 - (values**2).sum(axis=1)) / max(pool, 1)
         rest_cube = (self.total_cube - own**3 - (values**3).sum(axis=1)) / max(pool, 1)
         skew = rest_cube - 3.0 * rest_mean * rest_sq + 2.0 * rest_mean**3  # third central moment
-        return OwnerChunk(owners, index, values, own, rest_mean, np.clip(rest_sq - rest_mean**2, 0.0, None), skew)
+        # The spread and skew only feed the kernels: their precision (the mean stays float64, X − μ needs it).
+        spread = np.clip(rest_sq - rest_mean**2, 0.0, None).astype(self.dtype)
+        return OwnerChunk(owners, index, values, own, rest_mean, spread, skew.astype(self.dtype))
 
     def small_moments(self, chunk: "OwnerChunk", r) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd of the sum of a uniform r-subset of the small terms (finite population)."""
@@ -157,7 +168,9 @@ class ArithmeticGame:
         mean = r * chunk.rest_mean
         if pool <= 1:
             return mean, np.zeros_like(mean)
-        return mean, np.sqrt(np.clip(r * chunk.rest_spread * (pool - r) / (pool - 1), 0.0, None))
+        # The factor first: r is often one number per owner, the spread one per owner and pair.
+        factor = np.clip(r * (pool - r) / (pool - 1), 0.0, None).astype(chunk.rest_spread.dtype)
+        return mean, np.sqrt(factor * chunk.rest_spread)
 
     def small_third(self, chunk: "OwnerChunk", r) -> np.ndarray:
         """E[(X − μ_r)³] of that sum: r(N−r)(N−2r)/((N−1)(N−2))·μ₃ without replacement (N = pool)."""
@@ -165,7 +178,8 @@ class ArithmeticGame:
         if pool <= 2:
             return np.zeros(np.broadcast_shapes(np.shape(r), chunk.rest_skew.shape))
         r = np.asarray(r, np.float64)
-        return r * (pool - r) * (pool - 2 * r) / ((pool - 1) * (pool - 2)) * chunk.rest_skew
+        factor = r * (pool - r) * (pool - 2 * r) / ((pool - 1) * (pool - 2))
+        return factor.astype(chunk.rest_skew.dtype) * chunk.rest_skew
 
     def divisors(self, chunk: "OwnerChunk", k) -> tuple[np.ndarray, np.ndarray]:
         """Expected Σ_{j∈P} n_j without and with owner i for sizes k (shape (..., c, 1)); ones when
@@ -230,12 +244,20 @@ class ArithmeticGame:
         P = j ranked before i), shape (c, 4): pair means of H(a_P, r_P) and of the three mean-zero
         Taylor terms H′·(X−μ), H″/2·((X−μ)² − s²) and H‴/6·((X−μ)³ − κ₃) (module doc)."""
         positions = rank[chunk.owners]
-        held = rank[chunk.index] < positions[:, None, None]  # the big terms P holds, (c, m, T)
-        big_sum = (chunk.values * held).sum(axis=1)
-        r = positions[:, None] - held.sum(axis=1)
+        if self.m:
+            held = rank[chunk.index] < positions[:, None, None]  # the big terms P holds, (c, m, T)
+            big_sum = (chunk.values * held).sum(axis=1)
+            r = positions[:, None] - held.sum(axis=1)
+        else:  # no big terms: P's sum is all small, r is the position
+            big_sum, r = 0.0, positions[:, None]
         mean, sd = self.small_moments(chunk, r)
+        z = big_sum + mean
+        dev = prefix_numer[positions] - z  # X_P − μ, in float64 before the kernels' precision
+        if not self.divided:
+            return smoothed_gain_terms(z, chunk.own, sd, dev, self.small_third(chunk, r),
+                                       utility=self.name, beta=self.beta, dtype=self.dtype)
         h, first, second, third = self.gain(chunk, big_sum, mean, sd, positions.reshape(-1, 1), order=3)
-        dev = (prefix_numer[positions] - big_sum - mean).astype(np.float32)  # the kernels' precision
+        dev = dev.astype(np.float32)
         square = dev * dev
         terms = (h, first * dev, 0.5 * second * (square - (sd * sd).astype(np.float32)),
                  third / 6.0 * (square * dev - self.small_third(chunk, r).astype(np.float32)))
@@ -288,22 +310,35 @@ class StructuredSampler:
         self.prior_values, self.prior_variance = self._prior_mean()
 
     def _prior_mean(self) -> tuple[np.ndarray, np.ndarray]:
-        """Ā_i = (1/n) Σ_k A_i(k): every size, or stratified random sizes (unbiased) above full_sizes."""
+        """Ā_i = (1/n) Σ_k A_i(k): every size up to `full_sizes` owners; above, the trapezoid rule on
+        the nodes `config.prior_nodes(n)` plus, on each interval between two nodes, the sum of what A
+        differs from the straight line there, estimated from two uniform sizes inside it (unbiased:
+        the line's sum is exact, the draws' mean is unbiased for the rest; two draws give its variance).
+        A_i(k) bends most at small k, so the nodes are spaced quadratically: on the 1,000-owner bench
+        game this leaves 1/50 (log-likelihood) and 1/25 (accuracy) of the standard error that random
+        sizes in equal strata left, for 50 sizes instead of 33."""
         n = self.n
         total, variance = np.zeros(n), np.zeros(n)
         if n <= self.config.full_sizes:
             for chunk in self.owner_chunks():
                 total[chunk.owners] = self.game.prior(chunk, np.arange(n), entries=self.config.chunk_entries).sum(axis=0)
             return total / n, variance
+        nodes = self.config.prior_nodes(n)
+        left, right = nodes[:-1], nodes[1:]
+        inner = right - left - 1  # sizes strictly between two nodes
+        gaps = np.flatnonzero(inner > 0)
         rng = np.random.default_rng([self.prior_seed, 0xA11])
-        edges = np.linspace(1, n, min(self.config.strata, n - 1) + 1).round().astype(int)
-        widths = np.diff(edges).astype(np.float64)
-        draws = np.stack([rng.integers(low, high, size=2) for low, high in zip(edges[:-1], edges[1:])])
+        draws = np.array([rng.integers(left[j] + 1, right[j], size=2) for j in gaps], dtype=np.int64).reshape(len(gaps), 2)
         for chunk in self.owner_chunks():
-            at = self.game.prior(chunk, np.concatenate([[0], draws.ravel()]), entries=self.config.chunk_entries)
-            first, second = at[1::2], at[2::2]  # (strata, c)
-            total[chunk.owners] = at[0] + widths @ (0.5 * (first + second))
-            variance[chunk.owners] = ((widths[:, None] * 0.5 * (first - second)) ** 2).sum(axis=0)
+            at = self.game.prior(chunk, np.concatenate([[0], nodes, draws.ravel()]), entries=self.config.chunk_entries)
+            on_nodes, drawn = at[1 : 1 + len(nodes)], at[1 + len(nodes) :].reshape(len(gaps), 2, len(chunk.owners))
+            # The line through the interval's nodes at the drawn sizes, (gaps, 2, c).
+            share = ((draws - left[gaps, None]) / (right[gaps] - left[gaps])[:, None])[:, :, None]
+            line = (1.0 - share) * on_nodes[gaps][:, None, :] + share * on_nodes[gaps + 1][:, None, :]
+            bend = (drawn - line) * inner[gaps][:, None, None]  # each draw × the interval's sizes
+            trapezoid = on_nodes.sum(axis=0) + (0.5 * inner[:, None] * (on_nodes[:-1] + on_nodes[1:])).sum(axis=0)
+            total[chunk.owners] = at[0] + trapezoid + bend.mean(axis=1).sum(axis=0)
+            variance[chunk.owners] = ((0.5 * (bend[:, 0] - bend[:, 1])) ** 2).sum(axis=0)
         return total / n, variance / n**2
 
     def step(self, evaluate: Evaluator, evaluations: int, rng: np.random.Generator) -> None:

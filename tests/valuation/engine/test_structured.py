@@ -72,18 +72,25 @@ def test_raw_estimate_is_unbiased_and_values_are_efficient(utility) -> None:
     assert np.all(np.abs(mean - truth) <= 3 * standard_error + 1e-12)
 
 
-def test_stratified_prior_above_full_sizes_is_unbiased() -> None:
-    # full_sizes=4 forces the random size quadrature on a 10-owner game.
-    fn, _ = game(n=10, T=80, seed=2)
-    exact_prior = prior_only(fn, 10)
-    draws = []
+def test_size_quadrature_above_full_sizes_is_unbiased_and_reports_its_variance() -> None:
+    # full_sizes=4 forces the size quadrature on a 16-owner game: nodes 1, 2, 4, 9, 15 (4 intervals),
+    # two random sizes in each interval with room.
+    fn, _ = game(n=16, T=80, seed=2)
+    config = StructuredConfig(full_sizes=4, strata=4)
+    assert config.prior_nodes(16).tolist() == [1, 2, 4, 9, 15] and config.prior_sizes(16) == 1 + 5 + 2 * 3
+    exact_prior = prior_only(fn, 16)
+    draws, variances = [], []
     for seed in range(200):
-        sampler = StructuredSampler(fn, 10, seed=seed, config=StructuredConfig(full_sizes=4, strata=3))
-        sampler.start(Evaluator(fn, 10, 2))
+        sampler = StructuredSampler(fn, 16, seed=seed, config=config)
+        sampler.start(Evaluator(fn, 16, 2))
         draws.append(sampler.prior_values)
+        variances.append(sampler.prior_variance)
         assert np.all(sampler.prior_variance >= 0)
     spread = np.std(draws, axis=0, ddof=1) / np.sqrt(len(draws))
     assert np.all(np.abs(np.mean(draws, axis=0) - exact_prior) <= 4 * spread + 1e-12)
+    # The reported variance is the realised squared error on average (summed over owners: a ratio near 1).
+    ratio = np.mean(variances, axis=0).sum() / np.mean((np.array(draws) - exact_prior) ** 2, axis=0).sum()
+    assert 0.7 < ratio < 1.4
 
 
 @pytest.mark.parametrize("utility", UTILITIES)
@@ -227,3 +234,22 @@ def test_smoothed_derivatives_are_the_derivatives(utility) -> None:
     at_zero = smoothed_derivatives(np.array([-1.0, 0.0, 2.0]), np.zeros(3), dtype=np.float64, **kw)
     if utility == "preference_accuracy":
         assert at_zero[0].tolist() == [0.0, 0.5, 1.0] and not np.any(np.concatenate(at_zero[1:]))
+
+
+@pytest.mark.parametrize("utility", UTILITIES)
+def test_gain_terms_are_the_control_variate_parts(utility) -> None:
+    # The one-pass kernel gives the pair means of H, H′·dev, H″/2·(dev² − s²), H‴/6·(dev³ − κ₃) built
+    # from G and its derivatives at z + d and z (what `surrogate` used to compute term by term).
+    from valuation.engine.smoothed import smoothed_derivatives, smoothed_gain_terms
+
+    rng = np.random.default_rng(1)
+    z, d, dev, third = (3.0 * rng.standard_normal((5, 300)) for _ in range(4))
+    s = np.abs(rng.standard_normal((5, 300)))
+    s[0, :10] = 0.0  # no spread: the step itself for accuracy
+    kw = dict(utility=utility, beta=0.1, dtype=np.float64)
+    h, first, second, cubic = (a - b for a, b in zip(smoothed_derivatives(z + d, s, **kw), smoothed_derivatives(z, s, **kw)))
+    expected = np.stack([h.mean(axis=1), (first * dev).mean(axis=1), (0.5 * second * (dev**2 - s**2)).mean(axis=1),
+                         (cubic / 6.0 * (dev**3 - third)).mean(axis=1)], axis=1)
+    assert smoothed_gain_terms(z, d, s, dev, third, **kw) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    single = smoothed_gain_terms(z, d, s, dev, third, utility=utility, beta=0.1)
+    assert single.dtype == np.float64 and np.abs(single - expected).max() <= 1e-5 * np.abs(expected).max()
