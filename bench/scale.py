@@ -11,8 +11,8 @@ structured estimator took at that budget (its time per evaluation is calibrated 
 
 Part 2, scale (n = 100, 1000, 5000; T = 1000 synthetic): wall time and peak RSS (each n in its own
 process) to values with CIs at a 1% misallocation target, and the realised misallocation against a
-reference from the same unbiased estimator with --reference-factor × the evaluations; at n = 100 the
-95% CI coverage of that reference over --coverage-seeds seeds.
+reference from the same unbiased estimator with --reference-factor × the evaluations; at each of
+--coverage-sizes (default n = 100) the 95% CI coverage of such a reference over --coverage-seeds seeds.
 
     .venv/bin/python bench/scale.py [--seeds 10] [--part 1|2|both] [--sizes 16 20 24]
 
@@ -190,23 +190,23 @@ def part_two(args) -> list[dict]:
     return rows
 
 
-def coverage_at_100(args) -> dict:
-    """95% CI coverage of a long-run reference over seeds, n = 100, both utilities, at a fixed budget
+def coverage_at(args, n: int) -> dict:
+    """95% CI coverage of a long-run reference over seeds, n owners, both utilities, at a fixed budget
     (--coverage-budget × n evaluations per run; the reference: --coverage-reference-factor × that)."""
     out = {}
-    D = realistic_score_matrix(100, 1000, seed=0)
-    budget = args.coverage_budget * 100
+    D = realistic_score_matrix(n, 1000, seed=0)
+    budget = args.coverage_budget * n
     for name in UTILITIES:
         utility = coalition_utility_fn(D, utility=name, composition="sum", beta=BETA)
-        runs = [run(utility, 100, "structured", budget, seed)[0] for seed in range(args.coverage_seeds)]
+        runs = [run(utility, n, "structured", budget, seed)[0] for seed in range(args.coverage_seeds)]
         spent = int(np.mean([r.n_evaluations for r in runs]))
-        reference = run(utility, 100, "structured", args.coverage_reference_factor * spent, 10**6)[0].values
+        reference = run(utility, n, "structured", args.coverage_reference_factor * spent, 10**6)[0].values
         covered = [np.mean((r.ci_low <= reference) & (reference <= r.ci_high)) for r in runs]
         realised = [misallocation(r.values, reference) for r in runs]
-        out[name] = dict(coverage=float(np.mean(covered)), seeds=args.coverage_seeds, mean_evaluations=spent,
+        out[name] = dict(n=n, coverage=float(np.mean(covered)), seeds=args.coverage_seeds, mean_evaluations=spent,
                          realised_mean=float(np.mean(realised)), bound_held=float(np.mean(
                              [m <= r.misallocation_bound for m, r in zip(realised, runs)])))
-        print(f"n=100 {name:19s} {spent} evaluations per run: CI coverage of the ×{args.coverage_reference_factor} reference "
+        print(f"n={n} {name:19s} {spent} evaluations per run: CI coverage of the ×{args.coverage_reference_factor} reference "
               f"over {args.coverage_seeds} seeds {100 * out[name]['coverage']:.1f}%  realised misallocation "
               f"{100 * out[name]['realised_mean']:.2f}% (≤ reported bound in {100 * out[name]['bound_held']:.0f}%)")
         sys.stdout.flush()
@@ -219,14 +219,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 20, 24])
     parser.add_argument("--games", nargs="+", default=["synthetic", "demo"], choices=("synthetic", "demo"))
-    parser.add_argument("--scale-sizes", type=int, nargs="+", default=[100, 1000, 5000])
+    parser.add_argument("--scale-sizes", type=int, nargs="*", default=[100, 1000, 5000])
+    parser.add_argument("--coverage-sizes", type=int, nargs="*", default=[100],
+                        help="owner counts of the CI coverage check (none: skip it)")
     parser.add_argument("--scale-budget", type=int, default=2000, help="evaluation budget per owner in part 2")
     parser.add_argument("--reference-factor", type=int, default=100)
     parser.add_argument("--large-reference-factor", type=int, default=0, help="0: no reference above n = 100")
     parser.add_argument("--coverage-seeds", type=int, default=100)
     parser.add_argument("--coverage-reference-factor", type=int, default=100)
     parser.add_argument("--coverage-budget", type=int, default=20,
-                        help="evaluations per owner of each coverage run at n = 100 (a fixed budget, no stopping)")
+                        help="evaluations per owner of each coverage run (a fixed budget, no stopping)")
     parser.add_argument("--out", default="scale.json", help="file name under bench/results/")
     parser.add_argument("--timeout", type=int, default=3600)
     parser.add_argument("--one", nargs=5, metavar=("N", "UTILITY", "BUDGET", "SEED", "REFERENCE"))
@@ -245,8 +247,10 @@ def main() -> None:
     if args.part in ("1", "both"):
         report["exact_truth"] = part_one(args)
     if args.part in ("2", "both"):
-        report["scale"] = part_two(args)
-        report["coverage_n100"] = coverage_at_100(args)
+        if args.scale_sizes:
+            report["scale"] = part_two(args)
+        for n in args.coverage_sizes:
+            report[f"coverage_n{n}"] = coverage_at(args, n)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / args.out).write_text(json.dumps(report, indent=1))
 

