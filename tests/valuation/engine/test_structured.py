@@ -77,7 +77,8 @@ def test_size_quadrature_above_full_sizes_is_unbiased_and_reports_its_variance()
     # two random sizes in each interval with room.
     fn, _ = game(n=16, T=80, seed=2)
     config = StructuredConfig(full_sizes=4, strata=4)
-    assert config.prior_nodes(16).tolist() == [1, 2, 4, 9, 15] and config.prior_sizes(16) == 1 + 5 + 2 * 3
+    assert config.prior_nodes(16, "bt_loglik").tolist() == [1, 2, 4, 9, 15]
+    assert config.prior_sizes(16, "bt_loglik") == 1 + 5 + 2 * 3
     exact_prior = prior_only(fn, 16)
     draws, variances = [], []
     for seed in range(200):
