@@ -89,20 +89,17 @@ def smoothed_gain_terms(z: np.ndarray, d: np.ndarray, s: np.ndarray, dev: np.nda
     with H′, H″, H‴ the derivatives of H in z; shape (..., 4), float64. One pass in torch: the
     per-order work of `structured` at a thousand owners is mostly this.
     """
-    z, d, s, dev, third = (torch.as_tensor(np.asarray(a, dtype=dtype)) for a in (z, d, s, dev, third))
-    z, d, s, dev, third = torch.broadcast_tensors(z, d, s, dev, third)
-    if utility == "bt_loglik":  # one κ for both margins (same spread)
-        kappa, a_out = _probit(z, s, beta)
-        a_in = a_out - beta * d / kappa
-        sig_in, sig_out = torch.sigmoid(a_in), torch.sigmoid(a_out)
-        spread_in, spread_out = sig_in * (1.0 - sig_in), sig_out * (1.0 - sig_out)
-        h = kappa * (torch.nn.functional.softplus(a_out) - torch.nn.functional.softplus(a_in))
-        first = beta * (sig_in - sig_out)
-        second = (beta * beta) * (spread_out - spread_in) / kappa
-        cubic = (beta**3) * (spread_in * (1.0 - 2.0 * sig_in) - spread_out * (1.0 - 2.0 * sig_out)) / (kappa * kappa)
-    else:
-        inside, outside = _derivatives(z + d, s, utility, beta, order=3), _derivatives(z, s, utility, beta, order=3)
-        h, first, second, cubic = (a - b for a, b in zip(inside, outside))
+    z, d, s = (torch.as_tensor(np.asarray(a, dtype=dtype)) for a in (z, d, s))
+    z, d, s = torch.broadcast_tensors(z, d, s)
+    inside, outside = _derivatives(z + d, s, utility, beta, order=3), _derivatives(z, s, utility, beta, order=3)
+    return taylor_parts([a - b for a, b in zip(inside, outside)], dev, s, third, dtype=dtype)
+
+
+def taylor_parts(gain, dev, s, third, *, dtype=np.float32) -> np.ndarray:
+    """Means over the last axis of H, H′·dev, H″/2·(dev² − s²) and H‴/6·(dev³ − third), given
+    gain = (H, H′, H″, H‴) (arrays or tensors that broadcast); shape (..., 4), float64."""
+    h, first, second, cubic, dev, s, third = (a if torch.is_tensor(a) else torch.as_tensor(np.asarray(a, dtype=dtype))
+                                              for a in (*gain, dev, s, third))
     square = dev * dev
     parts = (h, first * dev, 0.5 * second * (square - s * s), cubic * (square * dev - third) / 6.0)
     return torch.stack([p.mean(dim=-1, dtype=torch.float64) for p in parts], dim=-1).numpy()

@@ -68,7 +68,7 @@ from scipy.special import gammaln
 
 from valuation.engine.estimators import anchors
 from valuation.engine.sampling import Estimate, Evaluator, Moments, correlation_from_covariance
-from valuation.engine.smoothed import smoothed_derivatives, smoothed_gain_terms, smoothed_utility
+from valuation.engine.smoothed import smoothed_derivatives, smoothed_gain_terms, smoothed_utility, taylor_parts
 
 MIN_PAIRS = 8  # antithetic pairs before a standard error is trusted by the stopping rule
 CORRELATION_LIMIT = 60  # owners up to which the error correlation is tracked (n² memory above is waste)
@@ -263,12 +263,8 @@ class ArithmeticGame:
         if not self.divided:
             return smoothed_gain_terms(z, chunk.own, sd, dev, self.small_third(chunk, r),
                                        utility=self.name, beta=self.beta, dtype=self.dtype)
-        h, first, second, third = self.gain(chunk, big_sum, mean, sd, positions.reshape(-1, 1), order=3)
-        dev = dev.astype(np.float32)
-        square = dev * dev
-        terms = (h, first * dev, 0.5 * second * (square - (sd * sd).astype(np.float32)),
-                 third / 6.0 * (square * dev - self.small_third(chunk, r).astype(np.float32)))
-        return np.stack([term.mean(axis=1, dtype=np.float64) for term in terms], axis=1)
+        return taylor_parts(self.gain(chunk, big_sum, mean, sd, positions.reshape(-1, 1), order=3),
+                            dev, sd, self.small_third(chunk, r))
 
 
 @dataclass(frozen=True, eq=False)
