@@ -80,7 +80,7 @@ RIDGE_ORDERS = 4  # orders' worth of pull towards the defaults in the coefficien
 # Intervals of the size quadrature above `full_sizes` owners. Accuracy's A_i(k) bends more: with 16 its
 # prior alone left a standard error of 2.3% of the positive pool at n = 1,000, a floor under the
 # misallocation bound close to the 1% target. 32 intervals leave 0.8%, and reaching 1% there took 7.9 M
-# evaluations instead of 11.8 M. The log-likelihood's 16 leave 0.6%.
+# evaluations instead of 11.8 M. The log-likelihood's 16 leave 0.6% (bench/prior_quadrature.py).
 STRATA = {"preference_accuracy": 32, "bt_loglik": 16}
 
 
@@ -320,7 +320,7 @@ class StructuredSampler:
         variance). A_i(k) bends most at small k, so the nodes are spaced quadratically. On the
         1,000-owner bench game, 16 intervals (50 sizes) leave 1/57 (log-likelihood) and 1/27 (accuracy)
         of the standard error of the earlier design, two random sizes in each of 16 equal strata (33
-        sizes); accuracy's 32 intervals leave 1/73."""
+        sizes); accuracy's 32 intervals leave 1/73 (bench/prior_quadrature.py)."""
         n = self.n
         total, variance = np.zeros(n), np.zeros(n)
         if n <= self.config.full_sizes:
