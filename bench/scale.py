@@ -15,6 +15,7 @@ reference from the same unbiased estimator with --reference-factor × the evalua
 --coverage-sizes (default n = 100) the 95% CI coverage of such a reference over --coverage-seeds seeds.
 
     .venv/bin/python bench/scale.py [--seeds 10] [--part 1|2|both] [--sizes 16 20 24]
+        [--utilities preference_accuracy] [--positions-everywhere]
 
 Prints the tables and writes bench/results/scale.json.
 """
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from games import BETA, realistic_score_matrix  # noqa: E402
 
+import valuation.engine.structured as structured_module  # noqa: E402
 from valuation.engine.sampling import misallocation  # noqa: E402
 from valuation.engine.shapley import estimate_shapley, exact_shapley  # noqa: E402
 from valuation.engine.utility import coalition_utility_fn  # noqa: E402
@@ -89,10 +91,14 @@ def seconds_per_evaluation(utility, n: int, method: str) -> tuple[float, float]:
 
 def part_one(args) -> list[dict]:
     rows = []
+    if args.positions_everywhere:
+        # Measure preference_accuracy's every-position mode at n ≤ 24 too; the product uses it above the
+        # exact limit only (StructuredConfig.uses_all_positions compares n with this module constant).
+        structured_module.MAX_EXACT_OWNERS = 0
     for game_name in args.games:
         for n in args.sizes:
             D = realistic_score_matrix(n, 1000, seed=0) if game_name == "synthetic" else demo_matrix(n, seed=0)
-            for name in UTILITIES:
+            for name in args.utilities:
                 utility = coalition_utility_fn(D, utility=name, composition="sum", beta=BETA)
                 start = time.perf_counter()
                 truth = exact_shapley(utility.table())
@@ -219,6 +225,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 20, 24])
     parser.add_argument("--games", nargs="+", default=["synthetic", "demo"], choices=("synthetic", "demo"))
+    parser.add_argument("--utilities", nargs="+", default=list(UTILITIES), choices=UTILITIES,
+                        help="utilities of part 1")
+    parser.add_argument("--positions-everywhere", action="store_true",
+                        help="part 1: preference_accuracy with every insertion position at n ≤ 24 as well")
     parser.add_argument("--scale-sizes", type=int, nargs="*", default=[100, 1000, 5000])
     parser.add_argument("--coverage-sizes", type=int, nargs="*", default=[100],
                         help="owner counts of the CI coverage check (none: skip it)")
@@ -242,7 +252,8 @@ def main() -> None:
         print(json.dumps(one_scale_run(int(n), name, int(budget), int(seed), int(factor))))
         return
     report = dict(meta=dict(seeds=args.seeds, beta=BETA, date=time.strftime("%Y-%m-%d"), games=args.games,
-                            sizes=args.sizes, threads=os.environ.get("OMP_NUM_THREADS", "default"),
+                            sizes=args.sizes, utilities=args.utilities, positions_everywhere=args.positions_everywhere,
+                            threads=os.environ.get("OMP_NUM_THREADS", "default"),
                             loadavg=os.getloadavg()))
     if args.part in ("1", "both"):
         report["exact_truth"] = part_one(args)
