@@ -49,7 +49,7 @@ at n = 1,000 the bound fell only as 1/√orders (1% after 454 s). There each sam
 every insertion position of every owner instead (`positions`: Σ_k Δ_i(Q_k) over the others' prefixes
 Q_k, counted exactly per pair with a Fenwick tree, O(T·n·log n) per order), with three mean-zero
 location terms as the control variate. No prior is needed: the mean over orders is unbiased by itself.
-1% at n = 1,000 takes 45 antithetic pairs, ≈ 6 s (README).
+1% at n = 1,000 takes 45 antithetic pairs, 6–8 s (README).
 
 Efficiency. Σφ̂ = v(N) − v(∅) holds only up to sampling error; the reported values are projected
 onto it with weights ∝ each owner's variance (as SVARM). The weights are estimated, which leaves a
