@@ -43,13 +43,18 @@ every size up to `full_sizes` owners; above that A_i(k) is evaluated on quadrati
 (trapezoid rule) and two uniform sizes inside each interval estimate what A differs from the straight
 line there: unbiased, and its variance estimate enters the standard error (`_prior_mean`).
 
-preference_accuracy above the exact limit: every position (`StructuredConfig.all_positions`). The
-residual Δ_i(P) − c_i(P) of an accuracy marginal is a step of X_P that no smooth surrogate removes, so
-at n = 1,000 the bound fell only as 1/√orders (1% after 454 s). There each sampled order is used at
-every insertion position of every owner instead (`positions`: Σ_k Δ_i(Q_k) over the others' prefixes
-Q_k, counted exactly per pair with a Fenwick tree, O(T·n·log n) per order), with three mean-zero
-location terms as the control variate. No prior is needed: the mean over orders is unbiased by itself.
-1% at n = 1,000 takes 45 antithetic pairs, 6–8 s (README).
+preference_accuracy: every position (`StructuredConfig.all_positions`). The residual Δ_i(P) − c_i(P)
+of an accuracy marginal is a step of X_P that no smooth surrogate removes, so at n = 1,000 the bound fell
+only as 1/√orders (1% after 454 s). Each sampled order is therefore used at every insertion position of
+every owner (`positions`: the mean of Δ_i(Q_k) over the others' prefixes Q_k, counted exactly per pair
+with a Fenwick tree, O(T·n·log n) per order), and the control variate is averaged over the same
+positions:
+  * up to `position_prior_owners` (24) owners, c_i itself, at every Q_k (`surrogate_everywhere`,
+    O(n²·T·m) per order). Its H part has mean Ā_i exactly, so φ̂_i = Ā_i + mean(every-position mean −
+    that average − Taylor terms) is unbiased; on the 16-owner demo game the sd per antithetic pair is a
+    quarter of the single-position residual's (exploratory, 8 pairs);
+  * above, no prior: three location terms with exactly zero mean (`positions.location_terms`), and the
+    every-position mean is unbiased by itself. 1% at n = 1,000 takes 45 antithetic pairs, 6–8 s (README).
 
 Efficiency. Σφ̂ = v(N) − v(∅) holds only up to sampling error; the reported values are projected
 onto it with weights ∝ each owner's variance (as SVARM). The weights are estimated, which leaves a
@@ -68,6 +73,7 @@ and its derivatives are float32 torch kernels (`smoothed`), float64 only when th
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -122,18 +128,18 @@ class StructuredConfig:
     # Owners × pairs handled at once: bounds the temporaries to a few tens of MB.
     chunk_entries: int = 1 << 20
     # preference_accuracy from every insertion position of each sampled order (`positions`) instead of
-    # prior + control variate. None: above the exact limit (`utility.MAX_EXACT_OWNERS`), i.e. whenever
-    # `auto` picks this estimator. There it reaches a 1% bound 10-20× sooner (n = 30, 100, 1,000); at
-    # n = 16 the prior's exact big owners leave less per evaluation (demo scores at 50·n: 0.47% of the
-    # pool against 1.63%), though not per second.
+    # the sampled position only. None: yes.
     all_positions: bool | None = None
+    # Up to this many owners the every-position mean is corrected by the prior's surrogate (O(n²·T·m)
+    # per order); above, by the location terms, and no prior is computed.
+    position_prior_owners: int = MAX_EXACT_OWNERS
 
     def uses_all_positions(self, n: int, utility: str) -> bool:
         if utility != "preference_accuracy" or n < 2:
             # A smooth g has no window to count (Σ_k g(Q_k + d) − g(Q_k) is O(n) per owner); one owner's
             # value is v(N) − v(∅), which the prior gives exactly.
             return False
-        return n > MAX_EXACT_OWNERS if self.all_positions is None else self.all_positions
+        return True if self.all_positions is None else self.all_positions
 
     def prior_nodes(self, n: int, utility: str) -> np.ndarray:
         """The sizes 1 … n − 1 where the quadrature above `full_sizes` evaluates A exactly."""
@@ -294,6 +300,36 @@ class ArithmeticGame:
         return taylor_parts(self.gain(chunk, big_sum, mean, sd, positions.reshape(-1, 1), order=3),
                             dev, sd, self.small_third(chunk, r))
 
+    def surrogate_everywhere(self, chunk: "OwnerChunk", rank: np.ndarray, prefix_numer: np.ndarray) -> np.ndarray:
+        """`surrogate`'s parts averaged over every insertion position of each owner into the others'
+        order (Q_k = the first k others, k = 0 … n − 1), shape (c, 4): the control variate of the
+        every-position mean (`positions`). Its H part has the prior's mean, Ā_i, exactly, whatever the
+        order. O(c·n·T·m) per order: for the few owners below the exact limit. Undivided games only
+        (preference_accuracy's margins are never divided)."""
+        positions = rank[chunk.owners]
+        sizes = np.arange(self.n)
+        after = sizes[None, :] > positions[:, None]  # (c, n): Q_k lies past owner i in the order
+        if self.m:
+            others_rank = rank[chunk.index] - (rank[chunk.index] > positions[:, None, None])  # i taken out
+            held = others_rank[:, :, :, None] < sizes  # (c, m, T, n): big term in Q_k
+            big_sum = np.einsum("cmt,cmtk->ckt", chunk.values, held)
+            r = sizes[None, :, None] - held.sum(axis=1).transpose(0, 2, 1)
+        else:
+            big_sum, r = 0.0, np.broadcast_to(sizes[None, :, None], (len(chunk.owners), self.n, 1))
+        spread = _expand(chunk)
+        mean, sd = self.small_moments(spread, r)
+        z = big_sum + mean
+        others_sum = prefix_numer[sizes[None, :] + after] - after[:, :, None] * chunk.own[:, None, :]
+        parts = smoothed_gain_terms(z, spread.own, sd, others_sum - z, self.small_third(spread, r),
+                                    utility=self.name, beta=self.beta, dtype=self.dtype)
+        return parts.mean(axis=1)
+
+
+def _expand(chunk: "OwnerChunk") -> "OwnerChunk":
+    """The chunk's per-pair arrays with a sizes axis: (c, 1, T)."""
+    return dataclasses.replace(chunk, own=chunk.own[:, None, :], rest_mean=chunk.rest_mean[:, None, :],
+                               rest_spread=chunk.rest_spread[:, None, :], rest_skew=chunk.rest_skew[:, None, :])
+
 
 @dataclass(frozen=True, eq=False)
 class OwnerChunk:
@@ -318,20 +354,23 @@ class StructuredSampler:
     def __init__(self, utility, n: int, *, seed: int, config: StructuredConfig = StructuredConfig()) -> None:
         self.n, self.config = n, config
         self.all_positions = config.uses_all_positions(n, utility.utility)
-        m = 0 if self.all_positions else config.big_for(n, utility.scores.shape[1], utility.utility)
+        # The prior and its surrogate cost O(n²·T·m) per order with every position: below the exact limit.
+        self.with_prior = not self.all_positions or n <= config.position_prior_owners
+        m = config.big_for(n, utility.scores.shape[1], utility.utility) if self.with_prior else 0
         self.game = ArithmeticGame(utility, m)
         self.min_batch = 2 * max(n - 1, 1)  # one antithetic pair of orders
         self.moments = Moments(n, comoment=n <= CORRELATION_LIMIT)
         # Every other owner exact on every pair and every size summed: the prior is the Shapley value.
-        self.exhausted = not self.all_positions and self.game.m == n - 1 and n <= config.full_sizes
+        self.exhausted = self.with_prior and self.game.m == n - 1 and n <= config.full_sizes
         self.prior_seed = seed
         self._chunks: list[OwnerChunk] | None = None
         # Normal equations of the control variate's coefficients over the orders seen so far (module doc).
-        self.defaults = POSITION_COEFFICIENTS if self.all_positions else DEFAULT_COEFFICIENTS
+        location = self.all_positions and not self.with_prior
+        self.defaults = POSITION_COEFFICIENTS if location else DEFAULT_COEFFICIENTS
         terms = len(self.defaults)
         self._gram, self._cross = np.zeros((terms, terms)), np.zeros(terms)
         self.coefficients = self.defaults.copy()
-        self.ridge_orders = POSITION_RIDGE_ORDERS if self.all_positions else RIDGE_ORDERS
+        self.ridge_orders = POSITION_RIDGE_ORDERS if location else RIDGE_ORDERS
 
     def owner_chunks(self):
         """The game's owners in blocks, with their per-pair statistics (computed once, reused)."""
@@ -343,12 +382,13 @@ class StructuredSampler:
 
     def start(self, evaluate: Evaluator) -> None:
         self.empty, self.full = anchors(evaluate, self.n)
-        if self.all_positions:
-            self.prior_values, self.prior_variance = np.zeros(self.n), np.zeros(self.n)
-            self._numer_t = np.ascontiguousarray(self.game.numer.T)
-            self._location_weights = self._slopes()
-        else:
+        if self.with_prior:
             self.prior_values, self.prior_variance = self._prior_mean()
+        else:
+            self.prior_values, self.prior_variance = np.zeros(self.n), np.zeros(self.n)
+            self._location_weights = self._slopes()
+        if self.all_positions:
+            self._numer_t = np.ascontiguousarray(self.game.numer.T)
 
     def _slopes(self) -> np.ndarray:
         """(2, T, n): G″ and G‴ of the normal approximation of a size-k coalition's margin on each
@@ -427,15 +467,27 @@ class StructuredSampler:
 
     def _position_parts(self, evaluate: Evaluator, order: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Along an order and its reverse: the mean marginal over every insertion position, shape (n,),
-        and the three location terms, (n, 3) (`positions`). The prefix margins are the chain's, so each
+        and the three location terms, (n, 3) (`positions`); with the prior, that mean minus the prior's
+        surrogate averaged over the same positions, and its three Taylor terms. The prefix margins are the chain's, so each
         order costs the chain's n − 1 evaluations; the other coalitions' per-pair signs are counted
         from them."""
         from valuation.engine.positions import location_terms, position_marginals  # numba: only when used
 
         evaluate.charge(2 * (self.n - 1))
         marginals = position_marginals(self._numer_t, order, antithetic=True)
-        return [(marginals[0], location_terms(self._numer_t, order, self._location_weights)),
-                (marginals[1], location_terms(self._numer_t, order[::-1], self._location_weights))]
+        parts = []
+        for mean, along in zip(marginals, (order, order[::-1])):
+            if not self.with_prior:
+                parts.append((mean, location_terms(self._numer_t, along, self._location_weights)))
+                continue
+            rank = np.empty(self.n, dtype=np.int64)
+            rank[along] = np.arange(self.n)
+            prefix_numer = np.concatenate([np.zeros((1, self.game.T)), np.cumsum(self.game.numer[along], axis=0)])
+            surrogate = np.empty((self.n, 1 + TERMS))
+            for chunk in self.owner_chunks():
+                surrogate[chunk.owners] = self.game.surrogate_everywhere(chunk, rank, prefix_numer)
+            parts.append((mean - surrogate[:, 0], surrogate[:, 1:]))
+        return parts
 
     def _fit(self) -> np.ndarray:
         """Least-squares coefficients of the Taylor terms, pulled towards the defaults by a ridge of

@@ -88,21 +88,32 @@ def test_location_terms_have_mean_exactly_zero_whatever_the_weights(n) -> None:
     assert np.abs(terms.mean(axis=0)).max() <= 1e-12 * max(scale, 1.0)
 
 
-def test_positions_mode_is_the_default_above_the_exact_limit_for_accuracy_only() -> None:
+def test_accuracy_uses_every_position_with_the_prior_up_to_the_exact_limit() -> None:
     config = StructuredConfig()
-    assert config.uses_all_positions(25, "preference_accuracy")
-    assert not config.uses_all_positions(24, "preference_accuracy")
-    assert not config.uses_all_positions(1000, "bt_loglik")
-    assert StructuredConfig(all_positions=True).uses_all_positions(6, "preference_accuracy")
-    assert not StructuredConfig(all_positions=True).uses_all_positions(6, "bt_loglik")
+    assert config.uses_all_positions(2, "preference_accuracy") and config.uses_all_positions(1000, "preference_accuracy")
+    assert not config.uses_all_positions(1000, "bt_loglik") and not config.uses_all_positions(1, "preference_accuracy")
+    assert not StructuredConfig(all_positions=False).uses_all_positions(100, "preference_accuracy")
+    for n, with_prior in ((24, True), (25, False)):
+        fn = coalition_utility_fn(score_game(n, 20, 0), utility="preference_accuracy", composition="sum", beta=0.1)
+        sampler = StructuredSampler(fn, n, seed=0)
+        assert sampler.all_positions and sampler.with_prior == with_prior
+        assert (sampler.game.m > 0) == with_prior  # exact big owners only feed the prior
 
 
-def test_positions_sampler_is_unbiased_and_efficient() -> None:
+# Every position corrected by the location terms (no prior: the default above 24 owners), and by the
+# prior's surrogate with two exact owners per pair (so the prior is approximate and sampling matters).
+MODES = {"location terms": StructuredConfig(all_positions=True, position_prior_owners=0),
+         "prior": StructuredConfig(all_positions=True, big_owners=2)}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_positions_sampler_is_unbiased_and_efficient(mode) -> None:
     fn, truth = game(n=6, T=60, seed=1)
     grand, empty = fn(np.array([[True] * 6, [False] * 6]))
     raws = []
     for seed in range(200):
-        sampler = StructuredSampler(fn, 6, seed=seed, config=StructuredConfig(all_positions=True))
+        sampler = StructuredSampler(fn, 6, seed=seed, config=MODES[mode])
+        assert sampler.with_prior == (mode == "prior") and not sampler.exhausted
         evaluate = Evaluator(fn, 6, 2 + 2 * 10)  # anchors + two antithetic pairs of 5 prefixes each
         sampler.start(evaluate)
         sampler.step(evaluate, 2 * sampler.min_batch, np.random.default_rng(seed))
@@ -115,10 +126,11 @@ def test_positions_sampler_is_unbiased_and_efficient() -> None:
     assert np.all(np.abs(mean - truth) <= 3 * standard_error + 1e-12)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("composition", ["sum", "mean"])
-def test_positions_sampler_converges_and_covers(composition) -> None:
+def test_positions_sampler_converges_and_covers(composition, mode) -> None:
     fn, truth = game(n=12, T=120, seed=2, composition=composition)
-    config = StructuredConfig(all_positions=True)
+    config = MODES[mode]
     errors = []
     for budget in (100, 1000, 20000):
         sampler = StructuredSampler(fn, 12, seed=0, config=config)

@@ -8,6 +8,8 @@ refusals and the memory promise (nothing n² × T, no n × n moments for large n
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -189,23 +191,50 @@ def test_taylor_terms_have_mean_zero_at_every_size(utility, composition) -> None
         assert np.abs(means[:, 1:]).max() < 1e-6
 
 
-def test_coefficients_come_from_earlier_orders_only() -> None:
+def test_surrogate_over_every_position_has_the_prior_as_its_mean() -> None:
+    # Averaged over every order, the every-position surrogate's H part is the prior Ā_i and its Taylor
+    # terms are 0: so the every-position mean minus it, plus Ā, is unbiased whatever the coefficients.
+    n = 6
+    fn, _ = game(n=n, T=40, seed=4)
+    sampler = StructuredSampler(fn, n, seed=0, config=StructuredConfig(big_owners=2, all_positions=True))
+    sampler.start(Evaluator(fn, n, 2))
+    assert sampler.with_prior and not sampler.exhausted
+    (chunk,) = sampler.owner_chunks()
+    total = np.zeros((n, 4))
+    orders = list(itertools.permutations(range(n)))
+    for order in orders:
+        order = np.array(order)
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n)
+        prefix, _ = fn.chain(order)
+        total += sampler.game.surrogate_everywhere(chunk, rank, prefix)
+    mean = total / len(orders)
+    assert mean[:, 0] == pytest.approx(sampler.prior_values, abs=1e-6)
+    assert np.abs(mean[:, 1:]).max() < 1e-6
+
+
+@pytest.mark.parametrize("all_positions", [False, True])
+def test_coefficients_come_from_earlier_orders_only(all_positions) -> None:
     # The first antithetic pair is corrected with the default coefficients (nothing earlier exists), not
     # with a fit that has seen it; later pairs move them, and the same seed refits the same.
     fn, _ = game(n=12, T=120, seed=1)
-    sampler = StructuredSampler(fn, 12, seed=0)
+    config = StructuredConfig(all_positions=all_positions)
+    sampler = StructuredSampler(fn, 12, seed=0, config=config)
     evaluate = Evaluator(fn, 12, 10**6)
     sampler.start(evaluate)
     sampler.step(evaluate, sampler.min_batch, np.random.default_rng(5))
     order = np.random.default_rng(5).permutation(12)
-    parts = [sampler._parts(Evaluator(fn, 12, 100), o) for o in (order, order[::-1])]
+    if all_positions:
+        parts = sampler._position_parts(Evaluator(fn, 12, 100), order)
+    else:
+        parts = [sampler._parts(Evaluator(fn, 12, 100), o) for o in (order, order[::-1])]
     first = sum(gap - terms @ np.array([1.0, 1.0, 0.0]) for gap, terms in parts) / 2
     assert sampler.moments.mean == pytest.approx(first, abs=1e-15)
     fitted = np.linalg.lstsq(np.concatenate([t for _, t in parts]), np.concatenate([g for g, _ in parts]), rcond=None)[0]
     assert not np.allclose(sampler.coefficients, [1.0, 1.0, 0.0]) and not np.allclose(fitted, [1.0, 1.0, 0.0])
     runs = []
     for _ in range(2):
-        again = StructuredSampler(fn, 12, seed=0)
+        again = StructuredSampler(fn, 12, seed=0, config=config)
         again_evaluate = Evaluator(fn, 12, 10**6)
         again.start(again_evaluate)
         again.step(again_evaluate, 20 * again.min_batch, np.random.default_rng(5))
