@@ -15,7 +15,7 @@ reference from the same unbiased estimator with --reference-factor × the evalua
 --coverage-sizes (default n = 100) the 95% CI coverage of such a reference over --coverage-seeds seeds.
 
     .venv/bin/python bench/scale.py [--seeds 10] [--part 1|2|both] [--sizes 16 20 24]
-        [--utilities preference_accuracy] [--positions-everywhere]
+        [--utilities preference_accuracy] [--structured-config '{"all_positions": false}']
 
 Prints the tables and writes bench/results/scale.json.
 """
@@ -23,6 +23,7 @@ Prints the tables and writes bench/results/scale.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -39,9 +40,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from games import BETA, realistic_score_matrix  # noqa: E402
 
-import valuation.engine.structured as structured_module  # noqa: E402
+import valuation.engine.shapley as shapley_module  # noqa: E402
 from valuation.engine.sampling import misallocation  # noqa: E402
 from valuation.engine.shapley import estimate_shapley, exact_shapley  # noqa: E402
+from valuation.engine.structured import StructuredConfig, StructuredSampler  # noqa: E402
 from valuation.engine.utility import coalition_utility_fn  # noqa: E402
 
 GENERIC = ("kernel", "permutation", "stratified", "plain_permutation")
@@ -91,10 +93,11 @@ def seconds_per_evaluation(utility, n: int, method: str) -> tuple[float, float]:
 
 def part_one(args) -> list[dict]:
     rows = []
-    if args.positions_everywhere:
-        # Measure preference_accuracy's every-position mode at n ≤ 24 too; the product uses it above the
-        # exact limit only (StructuredConfig.uses_all_positions compares n with this module constant).
-        structured_module.MAX_EXACT_OWNERS = 0
+    if args.structured_config:
+        # Another variant of the estimator in every cell (e.g. '{"all_positions": false}': the prior with
+        # the single sampled position; '{"position_prior_owners": 0}': every position without the prior).
+        config = StructuredConfig(**json.loads(args.structured_config))
+        shapley_module.StructuredSampler = functools.partial(StructuredSampler, config=config)
     for game_name in args.games:
         for n in args.sizes:
             D = realistic_score_matrix(n, 1000, seed=0) if game_name == "synthetic" else demo_matrix(n, seed=0)
@@ -227,8 +230,9 @@ def main() -> None:
     parser.add_argument("--games", nargs="+", default=["synthetic", "demo"], choices=("synthetic", "demo"))
     parser.add_argument("--utilities", nargs="+", default=list(UTILITIES), choices=UTILITIES,
                         help="utilities of part 1")
-    parser.add_argument("--positions-everywhere", action="store_true",
-                        help="part 1: preference_accuracy with every insertion position at n ≤ 24 as well")
+    parser.add_argument("--structured-config", metavar="JSON",
+                        help="part 1: StructuredConfig fields for the structured estimator, e.g. "
+                             "'{\"all_positions\": false}'")
     parser.add_argument("--scale-sizes", type=int, nargs="*", default=[100, 1000, 5000])
     parser.add_argument("--coverage-sizes", type=int, nargs="*", default=[100],
                         help="owner counts of the CI coverage check (none: skip it)")
@@ -252,7 +256,7 @@ def main() -> None:
         print(json.dumps(one_scale_run(int(n), name, int(budget), int(seed), int(factor))))
         return
     report = dict(meta=dict(seeds=args.seeds, beta=BETA, date=time.strftime("%Y-%m-%d"), games=args.games,
-                            sizes=args.sizes, utilities=args.utilities, positions_everywhere=args.positions_everywhere,
+                            sizes=args.sizes, utilities=args.utilities, structured_config=args.structured_config,
                             threads=os.environ.get("OMP_NUM_THREADS", "default"),
                             loadavg=os.getloadavg()))
     if args.part in ("1", "both"):
