@@ -10,7 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=config.settings.base \
     ARTIFACTS_DIR=/data/artifacts \
-    HF_HUB_OFFLINE=1
+    HF_HUB_OFFLINE=1 \
+    NUMBA_CACHE_DIR=/app/var/numba
 
 WORKDIR /app
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
