@@ -41,13 +41,17 @@ per order (the sums over k split at i's position into running sums). On the 1,00
 linear terms remove 60% of the variance and the quadratic one 15% of what is left (an exploratory fit
 over 80 antithetic pairs).
 
-The loops are compiled by numba (cached on disk after the first call; `parallel` runs pairs on every core).
+The loops are compiled by numba (cached on disk after the first call) and run pairs in parallel on as
+many threads as torch has (`_threads`: the round's thread count, docs/rounds.md "Reproducibility"). Each
+pair's counts and sums are computed by one thread and the pairs are summed afterwards in a fixed order,
+so the result does not depend on the thread count.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+import torch
 
 
 @numba.njit(inline="always", cache=True)
@@ -180,6 +184,11 @@ def _doubled_counts(numer_t, order, antithetic):
     return out
 
 
+def _threads() -> None:
+    """numba's threads = torch's (what the round set for this process), at most numba's pool."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
 def _checked(order, n: int) -> np.ndarray:
     """`order` as contiguous int64, refused unless it is a permutation of 0 … n − 1 (the compiled loops
     index with it unchecked)."""
@@ -197,6 +206,7 @@ def position_marginals(numer_t: np.ndarray, order: np.ndarray, *, antithetic: bo
     `sum`), `order` a permutation of 0 … n − 1.
     """
     T, n = numer_t.shape
+    _threads()
     doubled = _doubled_counts(numer_t, _checked(order, n), antithetic)
     marginals = doubled.sum(axis=1, dtype=np.int64) / (2.0 * n * T)
     return marginals if antithetic else marginals[0]
@@ -270,6 +280,7 @@ def location_terms(numer_t: np.ndarray, order: np.ndarray, weights: np.ndarray) 
     T, n = numer_t.shape
     if weights.shape != (2, T, n):
         raise ValueError(f"weights must have shape (2, {T}, {n}), got {weights.shape}")
+    _threads()
     terms = _location_terms(numer_t, _checked(order, n), weights,
                             numer_t.sum(axis=1), (numer_t**2).sum(axis=1))
     return terms.sum(axis=1).T / (n * T)

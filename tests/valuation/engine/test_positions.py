@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from valuation.engine.positions import location_terms, position_marginals
 from valuation.engine.sampling import Evaluator
@@ -172,3 +173,19 @@ def test_refuses_an_order_that_is_not_a_permutation() -> None:
             location_terms(numer_t, bad, np.zeros((2, 10, 4)))
     with pytest.raises(ValueError, match="weights must have shape"):
         location_terms(numer_t, np.arange(4), np.zeros((2, 4, 10)))
+
+
+def test_results_do_not_depend_on_the_thread_count() -> None:
+    # numba runs as many threads as torch has (the round's count); each pair is one thread's work.
+    numer_t = numerators(score_game(40, 64, 5), None)
+    weights = np.random.default_rng(5).standard_normal((2, 64, 40))
+    order = np.random.default_rng(6).permutation(40)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append((position_marginals(numer_t, order, antithetic=True), location_terms(numer_t, order, weights)))
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(results[0][0], results[1][0]) and np.array_equal(results[0][1], results[1][1])
