@@ -213,7 +213,7 @@ def position_marginals(numer_t: np.ndarray, order: np.ndarray, *, antithetic: bo
 
 
 @numba.njit(parallel=True, cache=True)
-def _location_terms(numer_t, order, weights, totals, squares):
+def _location_terms(numer_t, order, weights):
     """(3, T, n) float64: for pair t and owner i (at position p, term d, others' mean x̄ and population
     variance σ², N = n − 1 others) the sums over the sizes k of
 
@@ -227,8 +227,11 @@ def _location_terms(numer_t, order, weights, totals, squares):
     for t in numba.prange(T):
         row = numer_t[t]
         prefix = np.zeros(n + 1)
+        squares = 0.0
         for k in range(n):
             prefix[k + 1] = prefix[k] + row[order[k]]
+            squares += row[k] * row[k]
+        total = prefix[n]
         for w in range(2):
             weight = weights[w, t]
             # Over k ≤ p: Σ w·P_k, Σ w·P_k², Σ w·k·P_k. Over p < k < n: Σ w·P_{k+1}, Σ w·P_{k+1}²,
@@ -260,13 +263,13 @@ def _location_terms(numer_t, order, weights, totals, squares):
             for p in range(n):
                 i = order[p]
                 d = row[i]
-                mean = (totals[t] - d) / others
+                mean = (total - d) / others
                 linear = before[p] + after[p] - d * tail[p] - mean * sized
                 if w == 0:
                     out[0, t, i] = d * linear
                     continue
                 out[1, t, i] = 0.5 * d * d * linear
-                variance = max((squares[t] - d * d) / others - mean * mean, 0.0)
+                variance = max((squares - d * d) / others - mean * mean, 0.0)
                 square = (before_sq[p] - 2.0 * mean * before_k[p]
                           + after_sq[p] - 2.0 * d * after[p] - 2.0 * mean * after_k[p]
                           + d * d * tail[p] + 2.0 * d * mean * tail_k[p] + mean * mean * sized_sq)
@@ -281,6 +284,5 @@ def location_terms(numer_t: np.ndarray, order: np.ndarray, weights: np.ndarray) 
     if weights.shape != (2, T, n):
         raise ValueError(f"weights must have shape (2, {T}, {n}), got {weights.shape}")
     _threads()
-    terms = _location_terms(numer_t, _checked(order, n), weights,
-                            numer_t.sum(axis=1), (numer_t**2).sum(axis=1))
+    terms = _location_terms(numer_t, _checked(order, n), weights)
     return terms.sum(axis=1).T / (n * T)

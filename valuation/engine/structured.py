@@ -128,8 +128,8 @@ class StructuredConfig:
     # Owners × pairs handled at once: bounds the temporaries to a few tens of MB.
     chunk_entries: int = 1 << 20
     # preference_accuracy from every insertion position of each sampled order (`positions`) instead of
-    # the sampled position only. None: yes.
-    all_positions: bool | None = None
+    # the sampled position only.
+    all_positions: bool = True
     # Up to this many owners the every-position mean is corrected by the prior's surrogate (O(n²·T·m)
     # per order); above, by the location terms, and no prior is computed.
     position_prior_owners: int = MAX_EXACT_OWNERS
@@ -139,7 +139,7 @@ class StructuredConfig:
             # A smooth g has no window to count (Σ_k g(Q_k + d) − g(Q_k) is O(n) per owner); one owner's
             # value is v(N) − v(∅), which the prior gives exactly.
             return False
-        return True if self.all_positions is None else self.all_positions
+        return self.all_positions
 
     def prior_nodes(self, n: int, utility: str) -> np.ndarray:
         """The sizes 1 … n − 1 where the quadrature above `full_sizes` evaluates A exactly."""
@@ -344,6 +344,13 @@ class OwnerChunk:
     rest_skew: np.ndarray  # (c, T) their population third central moment
 
 
+def _positions_in(order: np.ndarray) -> np.ndarray:
+    """rank[j] = owner j's position in `order`."""
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
 def _log_comb(a, b) -> np.ndarray:
     return gammaln(np.add(a, 1)) - gammaln(np.add(b, 1)) - gammaln(np.subtract(a, b) + 1)
 
@@ -457,8 +464,7 @@ class StructuredSampler:
         evaluate.charge(self.n - 1)  # the interior prefixes; ∅ and N are the anchors
         prefix_numer, values = self.game.utility.chain(order)
         values[0], values[-1] = self.empty, self.full
-        rank = np.empty(self.n, dtype=np.int64)
-        rank[order] = np.arange(self.n)
+        rank = _positions_in(order)
         marginals = values[rank + 1] - values[rank]
         parts = np.empty((self.n, 1 + TERMS))
         for chunk in self.owner_chunks():
@@ -468,9 +474,9 @@ class StructuredSampler:
     def _position_parts(self, evaluate: Evaluator, order: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Along an order and its reverse: the mean marginal over every insertion position, shape (n,),
         and the three location terms, (n, 3) (`positions`); with the prior, that mean minus the prior's
-        surrogate averaged over the same positions, and its three Taylor terms. The prefix margins are the chain's, so each
-        order costs the chain's n − 1 evaluations; the other coalitions' per-pair signs are counted
-        from them."""
+        surrogate averaged over the same positions, and its three Taylor terms. The prefix margins are
+        the chain's, so each order costs the chain's n − 1 evaluations; the other coalitions' per-pair
+        signs are counted from them."""
         from valuation.engine.positions import location_terms, position_marginals  # numba: only when used
 
         evaluate.charge(2 * (self.n - 1))
@@ -480,9 +486,7 @@ class StructuredSampler:
             if not self.with_prior:
                 parts.append((mean, location_terms(self._numer_t, along, self._location_weights)))
                 continue
-            rank = np.empty(self.n, dtype=np.int64)
-            rank[along] = np.arange(self.n)
-            prefix_numer = np.concatenate([np.zeros((1, self.game.T)), np.cumsum(self.game.numer[along], axis=0)])
+            rank, (prefix_numer, _) = _positions_in(along), self.game.utility.chain(along)
             surrogate = np.empty((self.n, 1 + TERMS))
             for chunk in self.owner_chunks():
                 surrogate[chunk.owners] = self.game.surrogate_everywhere(chunk, rank, prefix_numer)
