@@ -89,22 +89,22 @@ def test_location_terms_have_mean_exactly_zero_whatever_the_weights(n) -> None:
     assert np.abs(terms.mean(axis=0)).max() <= 1e-12 * max(scale, 1.0)
 
 
-def test_accuracy_uses_every_position_with_the_prior_up_to_the_exact_limit() -> None:
+def test_accuracy_uses_every_position_with_the_twin_up_to_its_limit() -> None:
     config = StructuredConfig()
     assert config.uses_all_positions(2, "preference_accuracy") and config.uses_all_positions(1000, "preference_accuracy")
     assert not config.uses_all_positions(1000, "bt_loglik") and not config.uses_all_positions(1, "preference_accuracy")
     assert not StructuredConfig(all_positions=False).uses_all_positions(100, "preference_accuracy")
-    for n, with_prior in ((24, True), (25, False)):
+    for n, twin in ((50, True), (51, False)):
         fn = coalition_utility_fn(score_game(n, 20, 0), utility="preference_accuracy", composition="sum", beta=0.1)
         sampler = StructuredSampler(fn, n, seed=0)
-        assert sampler.all_positions and sampler.with_prior == with_prior
-        assert (sampler.game.m > 0) == with_prior  # exact big owners only feed the prior
+        assert sampler.all_positions and sampler.twin == twin and not sampler.with_prior
+        assert sampler.game.m == 0  # exact big owners only feed the normal prior, unused here
 
 
-# Every position corrected by the location terms (no prior: the default above 24 owners), and by the
-# prior's surrogate with two exact owners per pair (so the prior is approximate and sampling matters).
-MODES = {"location terms": StructuredConfig(all_positions=True, position_prior_owners=0),
-         "prior": StructuredConfig(all_positions=True, big_owners=2)}
+# Every position corrected by the location terms (no prior: the default above 50 owners), and by a
+# coarse lattice twin (so that its value is off and sampling has something to correct).
+MODES = {"location terms": StructuredConfig(big_owners=0, twin_owners=0),
+         "twin": StructuredConfig(big_owners=0, twin_resolution=24)}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -114,7 +114,7 @@ def test_positions_sampler_is_unbiased_and_efficient(mode) -> None:
     raws = []
     for seed in range(200):
         sampler = StructuredSampler(fn, 6, seed=seed, config=MODES[mode])
-        assert sampler.with_prior == (mode == "prior") and not sampler.exhausted
+        assert sampler.twin == (mode == "twin") and not sampler.exhausted
         evaluate = Evaluator(fn, 6, 2 + 2 * 10)  # anchors + two antithetic pairs of 5 prefixes each
         sampler.start(evaluate)
         sampler.step(evaluate, 2 * sampler.min_batch, np.random.default_rng(seed))

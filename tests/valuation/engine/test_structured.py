@@ -76,12 +76,12 @@ def test_raw_estimate_is_unbiased_and_values_are_efficient(utility) -> None:
 
 def test_size_quadrature_above_full_sizes_is_unbiased_and_reports_its_variance() -> None:
     # full_sizes=4 forces the size quadrature on a 16-owner game: nodes 1, 2, 4, 9, 15 (4 intervals),
-    # two random sizes in each interval with room.
+    # two random sizes in each interval with room. (Accuracy at one position: the normal prior's mode.)
     fn, _ = game(n=16, T=80, seed=2)
-    config = StructuredConfig(full_sizes=4, strata=4)
+    config = StructuredConfig(full_sizes=4, strata=4, all_positions=False)
     assert config.prior_nodes(16, "bt_loglik").tolist() == [1, 2, 4, 9, 15]
     assert config.prior_sizes(16, "bt_loglik") == 1 + 5 + 2 * 3
-    exact_prior = prior_only(fn, 16)
+    exact_prior = prior_only(fn, 16, all_positions=False)
     draws, variances = [], []
     for seed in range(200):
         sampler = StructuredSampler(fn, 16, seed=seed, config=config)
@@ -191,34 +191,13 @@ def test_taylor_terms_have_mean_zero_at_every_size(utility, composition) -> None
         assert np.abs(means[:, 1:]).max() < 1e-6
 
 
-def test_surrogate_over_every_position_has_the_prior_as_its_mean() -> None:
-    # Averaged over every order, the every-position surrogate's H part is the prior Ā_i and its Taylor
-    # terms are 0: so the every-position mean minus it, plus Ā, is unbiased whatever the coefficients.
-    n = 6
-    fn, _ = game(n=n, T=40, seed=4)
-    sampler = StructuredSampler(fn, n, seed=0, config=StructuredConfig(big_owners=2, all_positions=True))
-    sampler.start(Evaluator(fn, n, 2))
-    assert sampler.with_prior and not sampler.exhausted
-    (chunk,) = sampler.owner_chunks()
-    total = np.zeros((n, 4))
-    orders = list(itertools.permutations(range(n)))
-    for order in orders:
-        order = np.array(order)
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.arange(n)
-        prefix, _ = fn.chain(order)
-        total += sampler.game.surrogate_everywhere(chunk, rank, prefix)
-    mean = total / len(orders)
-    assert mean[:, 0] == pytest.approx(sampler.prior_values, abs=1e-6)
-    assert np.abs(mean[:, 1:]).max() < 1e-6
-
-
 @pytest.mark.parametrize("all_positions", [False, True])
 def test_coefficients_come_from_earlier_orders_only(all_positions) -> None:
     # The first antithetic pair is corrected with the default coefficients (nothing earlier exists), not
-    # with a fit that has seen it; later pairs move them, and the same seed refits the same.
+    # with a fit that has seen it; later pairs move them, and the same seed refits the same. Every
+    # position: the location terms (the twin has no coefficients).
     fn, _ = game(n=12, T=120, seed=1)
-    config = StructuredConfig(all_positions=all_positions)
+    config = StructuredConfig(all_positions=all_positions, twin_owners=0)
     sampler = StructuredSampler(fn, 12, seed=0, config=config)
     evaluate = Evaluator(fn, 12, 10**6)
     sampler.start(evaluate)
@@ -228,10 +207,10 @@ def test_coefficients_come_from_earlier_orders_only(all_positions) -> None:
         parts = sampler._position_parts(Evaluator(fn, 12, 100), order)
     else:
         parts = [sampler._parts(Evaluator(fn, 12, 100), o) for o in (order, order[::-1])]
-    first = sum(gap - terms @ np.array([1.0, 1.0, 0.0]) for gap, terms in parts) / 2
+    first = sum(gap - terms @ sampler.defaults for gap, terms in parts) / 2
     assert sampler.moments.mean == pytest.approx(first, abs=1e-15)
     fitted = np.linalg.lstsq(np.concatenate([t for _, t in parts]), np.concatenate([g for g, _ in parts]), rcond=None)[0]
-    assert not np.allclose(sampler.coefficients, [1.0, 1.0, 0.0]) and not np.allclose(fitted, [1.0, 1.0, 0.0])
+    assert not np.allclose(sampler.coefficients, sampler.defaults) and not np.allclose(fitted, sampler.defaults)
     runs = []
     for _ in range(2):
         again = StructuredSampler(fn, 12, seed=0, config=config)
