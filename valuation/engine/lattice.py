@@ -40,7 +40,7 @@ import numpy as np
 from valuation.engine.positions import _threads
 
 # Lattice points per pair G, the least and the most `structured` picks (StructuredConfig.resolution_for).
-RESOLUTIONS = (512, 16384)
+RESOLUTIONS = (256, 16384)
 DEFAULT_RESOLUTION = 2048
 # Counts of k-subsets are exact integers in float64 while C(n, n/2) < 2^53.
 MAX_LATTICE_OWNERS = 50
@@ -49,16 +49,21 @@ FLOAT32_OWNERS = 25
 PAIRS_PER_TASK = 16  # pairs one thread takes at a time (its scratch arrays are reused across them)
 
 
-def lattice_scores(numer: np.ndarray, resolution: int = DEFAULT_RESOLUTION) -> np.ndarray:
-    """The twin's integer terms, shape (T, n) int64: q_j = round(D[j, t]/h_t), h_t = Σ_j |D[j, t]|/G.
+def lattice_steps(numer: np.ndarray, resolution: int = DEFAULT_RESOLUTION) -> np.ndarray:
+    """Each pair's lattice step h_t = Σ_j |D[j, t]|/G, shape (T,) (1 on a pair nobody moves).
 
     `numer` is the (n, T) margin numerators (the score matrix under `sum`, n_j·D[j] under `mean`)."""
-    if not isinstance(resolution, (int, np.integer)) or resolution < 1:
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 1:
         raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
-    numer = np.asarray(numer, dtype=np.float64)
-    step = np.abs(numer).sum(axis=0) / resolution
-    step[step == 0] = 1.0  # a pair nobody moves: every term is 0 on any lattice
-    return np.ascontiguousarray(np.rint(numer / step).astype(np.int64).T)
+    step = np.abs(np.asarray(numer, dtype=np.float64)).sum(axis=0) / resolution
+    step[step == 0] = 1.0  # every term is 0 on any lattice
+    return step
+
+
+def lattice_scores(numer: np.ndarray, resolution: int = DEFAULT_RESOLUTION) -> np.ndarray:
+    """The twin's integer terms, shape (T, n) int64: q_j = round(D[j, t]/h_t) (`lattice_steps`)."""
+    step = lattice_steps(numer, resolution)
+    return np.ascontiguousarray(np.rint(np.asarray(numer, dtype=np.float64) / step).astype(np.int64).T)
 
 
 @numba.njit(inline="always", cache=True)
@@ -165,24 +170,142 @@ def _lattice_values(lattice_t, weight, scratch_dtype_probe):
     return out
 
 
+@numba.njit(inline="always", cache=True)
+def _log_sigmoid(z):
+    return -math.log1p(math.exp(-z)) if z >= 0 else z - math.log1p(math.exp(z))
+
+
+@numba.njit(cache=True)
+def _smooth_pair_values(q, step, beta, weight, counts, held, previous, value_at, gain, low, high, out):
+    """bt_loglik's twin on one pair: φ_i = Σ_k weight[k]·Σ_x c_k(x)·(ℓ(h·(x + q_i)) − ℓ(h·x)) with
+    ℓ(z) = log σ(β·z) and c_k the others' k-coalition counts by lattice sum x, from c_k = counts[k] −
+    shift(c_{k−1}, q_i) row by row (exact integers). O(n²·G): every row for every owner. Scratch: counts
+    (≥ n + 1, ≥ span), held/previous/value_at/gain (≥ span,), low/high (≥ n + 1,)."""
+    n = q.size
+    bottom = 0
+    top = 0
+    for j in range(n):
+        if q[j] < 0:
+            bottom += q[j]
+        else:
+            top += q[j]
+    span = top - bottom + 1
+    zero = -bottom
+    for x in range(span):
+        value_at[x] = _log_sigmoid(beta * step * (x - zero))
+    for k in range(n + 1):
+        counts[k, :span] = 0.0
+        low[k], high[k] = span, -1
+    counts[0, zero] = 1.0
+    low[0], high[0] = zero, zero
+    by_size = np.argsort(np.abs(q))
+    for position in range(n):
+        s = q[by_size[position]]
+        for k in range(position, -1, -1):
+            _add_row(counts[k + 1], counts[k], low[k] + s, low[k], high[k] - low[k] + 1)
+            low[k + 1] = min(low[k + 1], low[k] + s)
+            high[k + 1] = max(high[k + 1], high[k] + s)
+    for i in range(n):
+        s = q[i]
+        value = 0.0
+        if s != 0:
+            # gain[x] = ℓ(h·(x + s)) − ℓ(h·x) where i can join (x + s on the lattice; c_k is 0 elsewhere).
+            first, last = max(0, -s), min(span - 1, span - 1 - s)
+            for x in range(first, last + 1):
+                gain[numba.uint64(x)] = value_at[numba.uint64(x + s)] - value_at[numba.uint64(x)]
+            previous[zero] = 1.0  # c_0: the empty coalition
+            for k in range(n):
+                if k > 0:
+                    # c_k over counts[k]'s support; c_{k−1}(x − s) is read only where it was written.
+                    _copy_row(held, counts[k], low[k], high[k] - low[k] + 1)
+                    start, stop = max(low[k], low[k - 1] + s), min(high[k], high[k - 1] + s)
+                    _subtract_row(held, previous, start, start - s, stop - start + 1)
+                    current = held
+                else:
+                    current = previous
+                a, b = max(low[k], first), min(high[k], last)
+                value += weight[k] * _dot(current, gain, a, b - a + 1)
+                if k > 0:
+                    held, previous = previous, held
+        out[i] = value
+
+
+@numba.njit(inline="always", cache=True)
+def _copy_row(target, source, start, length):
+    for x in range(length):
+        target[numba.uint64(start + x)] = source[numba.uint64(start + x)]
+
+
+@numba.njit(inline="always", cache=True)
+def _subtract_row(target, source, target_start, source_start, length):
+    for x in range(length):
+        target[numba.uint64(target_start + x)] -= source[numba.uint64(source_start + x)]
+
+
+@numba.njit(inline="always", cache=True)
+def _dot(a, b, start, length):
+    total = 0.0
+    for x in range(length):
+        total += a[numba.uint64(start + x)] * b[numba.uint64(start + x)]
+    return total
+
+
+@numba.njit(parallel=True, cache=True)
+def _smooth_lattice_values(lattice_t, steps, beta, weight):
+    """(T, n): bt_loglik's twin's exact Shapley value on each pair."""
+    T, n = lattice_t.shape
+    span = 1
+    for t in range(T):
+        width = 1
+        for j in range(n):
+            width += abs(lattice_t[t, j])
+        span = max(span, width)
+    out = np.zeros((T, n))
+    tasks = (T + PAIRS_PER_TASK - 1) // PAIRS_PER_TASK
+    for task in numba.prange(tasks):
+        counts = np.zeros((n + 1, span))
+        held, previous, value_at, gain = np.zeros(span), np.zeros(span), np.zeros(span), np.zeros(span)
+        low = np.empty(n + 1, dtype=np.int64)
+        high = np.empty(n + 1, dtype=np.int64)
+        for t in range(task * PAIRS_PER_TASK, min(T, (task + 1) * PAIRS_PER_TASK)):
+            _smooth_pair_values(lattice_t[t], steps[t], beta, weight, counts, held, previous, value_at, gain,
+                                low, high, out[t])
+    return out
+
+
 def shapley_weights(n: int) -> np.ndarray:
     """k!(n − 1 − k)!/n! for k = 0 … n − 1: the weight of one k-coalition of the others."""
     return np.array([math.exp(math.lgamma(k + 1) + math.lgamma(n - k) - math.lgamma(n + 1)) for k in range(n)])
 
 
-def lattice_shapley(lattice_t: np.ndarray) -> np.ndarray:
-    """The twin game's exact Shapley values, shape (n,): mean over pairs of each pair's (module doc).
-
-    `lattice_t` is the (T, n) integer terms of `lattice_scores`."""
+def _checked_terms(lattice_t) -> np.ndarray:
     lattice_t = np.ascontiguousarray(lattice_t)
     if lattice_t.ndim != 2 or lattice_t.shape[0] == 0 or lattice_t.shape[1] == 0:
         raise ValueError(f"lattice terms must have shape (T, n) with T, n > 0, got {lattice_t.shape}")
     if not np.issubdtype(lattice_t.dtype, np.integer):
         raise ValueError(f"lattice terms must be integers, got {lattice_t.dtype}")
+    if lattice_t.shape[1] > MAX_LATTICE_OWNERS:
+        raise ValueError(f"{lattice_t.shape[1]} owners: the twin's counts are exact up to {MAX_LATTICE_OWNERS} owners")
+    return lattice_t.astype(np.int64, copy=False)
+
+
+def lattice_shapley(lattice_t: np.ndarray) -> np.ndarray:
+    """preference_accuracy's twin: its exact Shapley values, shape (n,), the mean over pairs of each
+    pair's (module doc). `lattice_t` is the (T, n) integer terms of `lattice_scores`."""
+    lattice_t = _checked_terms(lattice_t)
     T, n = lattice_t.shape
-    if n > MAX_LATTICE_OWNERS:
-        raise ValueError(f"{n} owners: the twin's counts are exact up to {MAX_LATTICE_OWNERS} owners")
     probe = np.zeros(1, dtype=np.float32 if n <= FLOAT32_OWNERS else np.float64)
     _threads()
-    per_pair = _lattice_values(lattice_t.astype(np.int64, copy=False), shapley_weights(n), probe)
-    return per_pair.sum(axis=0) / T
+    return _lattice_values(lattice_t, shapley_weights(n), probe).sum(axis=0) / T
+
+
+def loglik_lattice_shapley(lattice_t: np.ndarray, steps: np.ndarray, beta: float) -> np.ndarray:
+    """bt_loglik's twin under `sum`, v_t(S) = log σ(β·h_t·Σ_{j∈S} q_j): its exact Shapley values, shape
+    (n,). `steps` is `lattice_steps` (T,)."""
+    lattice_t = _checked_terms(lattice_t)
+    T, n = lattice_t.shape
+    steps = np.ascontiguousarray(steps, dtype=np.float64)
+    if steps.shape != (T,) or not np.all(np.isfinite(steps)) or not np.all(steps > 0):
+        raise ValueError(f"steps must be {T} positive finite numbers, got shape {steps.shape}")
+    _threads()
+    return _smooth_lattice_values(lattice_t, steps, float(beta), shapley_weights(n)).sum(axis=0) / T

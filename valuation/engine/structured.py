@@ -80,11 +80,20 @@ import numpy as np
 from scipy.special import gammaln
 
 from valuation.engine.estimators import anchors
-from valuation.engine.lattice import MAX_LATTICE_OWNERS, RESOLUTIONS, lattice_scores, lattice_shapley
+from valuation.engine.lattice import (
+    MAX_LATTICE_OWNERS,
+    RESOLUTIONS,
+    lattice_scores,
+    lattice_shapley,
+    lattice_steps,
+    loglik_lattice_shapley,
+)
 from valuation.engine.positions import location_terms, position_marginals
 from valuation.engine.sampling import Estimate, Evaluator, Moments, correlation_from_covariance
 from valuation.engine.smoothed import smoothed_derivatives, smoothed_gain_terms, smoothed_utility, taylor_parts
+from valuation.engine.utility import coalition_utility_fn
 
+LOGLIK_TWIN_COST = 16  # the log-likelihood twin's work per lattice point, against accuracy's
 MIN_PAIRS = 8  # antithetic pairs before a standard error is trusted by the stopping rule
 CORRELATION_LIMIT = 60  # owners up to which the error correlation is tracked (n² memory above is waste)
 TERMS = 3  # Taylor terms of the control variate beyond H: linear, quadratic, cubic in the small sum
@@ -139,17 +148,25 @@ class StructuredConfig:
     # it leaves to sampling falls about as 1/√G (a finer lattice moves fewer sums across 0): on the
     # 16-owner bench game the correction's sd per antithetic pair halves from G = 2,048 to 8,192.
     twin_resolution: int | None = None
-    # 2^31: G ≈ 8,000 at n = 16 and 3,700 at n = 24 with T = 1,000 pairs, ≈ 60 ms on one core.
+    # 2^31: accuracy's G ≈ 8,000 at n = 16 and 3,700 at n = 24 with T = 1,000 pairs, ≈ 60 ms on one
+    # core. The log-likelihood's twin works every count row for every owner, ≈ 16× more per lattice
+    # point (`LOGLIK_TWIN_COST`): G ≈ 500 and 230 there.
     twin_work: int = 1 << 31
 
-    def resolution_for(self, n: int, T: int) -> int:
+    def resolution_for(self, n: int, T: int, utility: str = "preference_accuracy") -> int:
         if self.twin_resolution is not None:
             return self.twin_resolution
+        work = self.twin_work if utility == "preference_accuracy" else self.twin_work // LOGLIK_TWIN_COST
         lowest, highest = RESOLUTIONS
-        return int(np.clip(self.twin_work // (n * n * T), lowest, highest))
+        return int(np.clip(work // (n * n * T), lowest, highest))
 
-    def uses_twin(self, n: int, utility: str) -> bool:
-        return self.uses_all_positions(n, utility) and n <= min(self.twin_owners, MAX_LATTICE_OWNERS)
+    def uses_twin(self, n: int, utility: str, *, divided: bool = False) -> bool:
+        """The lattice twin: accuracy with every position (its correction is counted there), the
+        log-likelihood at one position when its margins are not divided (`mean`: the twin would need
+        the divisor's distribution too); up to `twin_owners`."""
+        if n < 2 or n > min(self.twin_owners, MAX_LATTICE_OWNERS):
+            return False
+        return self.uses_all_positions(n, utility) if utility == "preference_accuracy" else not divided
 
     def uses_all_positions(self, n: int, utility: str) -> bool:
         if utility != "preference_accuracy" or n < 2:
@@ -355,8 +372,9 @@ class StructuredSampler:
         m = config.big_for(n, T, utility.utility)
         # Every other owner exact on every pair and every size summed: the prior is the Shapley value.
         self.exhausted = m == n - 1 and n <= config.full_sizes
-        self.twin = config.uses_twin(n, utility.utility) and not self.exhausted
-        self.with_prior = not self.all_positions or self.exhausted
+        divided = utility.composition == "mean" and utility.utility == "bt_loglik"
+        self.twin = config.uses_twin(n, utility.utility, divided=divided) and not self.exhausted
+        self.with_prior = not (self.all_positions or self.twin) or self.exhausted
         self.game = ArithmeticGame(utility, m if self.with_prior else 0)
         self.min_batch = 2 * max(n - 1, 1)  # one antithetic pair of orders
         self.moments = Moments(n, comoment=n <= CORRELATION_LIMIT)
@@ -384,14 +402,26 @@ class StructuredSampler:
         if self.with_prior:
             self.prior_values, self.prior_variance = self._prior_mean()
         elif self.twin:
-            lattice = lattice_scores(self.game.numer, self.config.resolution_for(self.n, self.game.T))
-            self._lattice_t = lattice.astype(np.float64)  # integer sums: the counting loop's margins are exact
-            self.prior_values, self.prior_variance = lattice_shapley(lattice), np.zeros(self.n)
+            self.prior_values, self.prior_variance = self._twin(), np.zeros(self.n)
         else:
             self.prior_values, self.prior_variance = np.zeros(self.n), np.zeros(self.n)
             self._location_weights = self._slopes()
         if self.all_positions:
             self._numer_t = np.ascontiguousarray(self.game.numer.T)
+
+    def _twin(self) -> np.ndarray:
+        """The lattice twin (`lattice`): its exact Shapley values, and what sampling needs of it."""
+        numer, name = self.game.numer, self.game.name
+        resolution = self.config.resolution_for(self.n, self.game.T, name)
+        lattice = lattice_scores(numer, resolution)
+        if name == "preference_accuracy":
+            self._lattice_t = lattice.astype(np.float64)  # integer sums: the counting loop's margins are exact
+            return lattice_shapley(lattice)
+        steps = lattice_steps(numer, resolution)
+        # The twin as a score utility: its chain gives the twin's marginals along a sampled order.
+        self._twin_utility = coalition_utility_fn(lattice.T * steps, utility=name, composition="sum",
+                                                  beta=self.game.beta)
+        return loglik_lattice_shapley(lattice, steps, self.game.beta)
 
     def _slopes(self) -> np.ndarray:
         """(2, T, n): G″ and G‴ of the normal approximation of a size-k coalition's margin on each
@@ -456,12 +486,16 @@ class StructuredSampler:
             self.coefficients = self._fit()
 
     def _parts(self, evaluate: Evaluator, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Along one order: Δ_i(P) − H_i(P) for every owner, shape (n,), and the Taylor terms, (n, 3)."""
+        """Along one order: Δ_i(P) − H_i(P) for every owner, shape (n,), and the Taylor terms, (n, 3);
+        with the twin, Δ_i(P) minus the twin's, and no terms."""
         evaluate.charge(self.n - 1)  # the interior prefixes; ∅ and N are the anchors
         prefix_numer, values = self.game.utility.chain(order)
         values[0], values[-1] = self.empty, self.full
         rank = _positions_in(order)
         marginals = values[rank + 1] - values[rank]
+        if self.twin:
+            _, twin = self._twin_utility.chain(order)
+            return marginals - (twin[rank + 1] - twin[rank]), np.zeros((self.n, 0))
         parts = np.empty((self.n, 1 + TERMS))
         for chunk in self.owner_chunks():
             parts[chunk.owners] = self.game.surrogate(chunk, rank, prefix_numer)
