@@ -93,6 +93,7 @@ from valuation.engine.sampling import Estimate, Evaluator, Moments, correlation_
 from valuation.engine.smoothed import smoothed_derivatives, smoothed_gain_terms, smoothed_utility, taylor_parts
 from valuation.engine.utility import coalition_utility_fn
 
+TWIN_POOLED_PAIRS = 2  # pseudo-pairs of the owners' mean variance in each twin-corrected owner's
 LOGLIK_TWIN_COST = 16  # the log-likelihood twin's work per lattice point, against accuracy's
 MIN_PAIRS = 8  # antithetic pairs before a standard error is trusted by the stopping rule
 CORRELATION_LIMIT = 60  # owners up to which the error correlation is tracked (n² memory above is waste)
@@ -535,13 +536,20 @@ class StructuredSampler:
         if count < 2:
             return Estimate(self.prior_values.copy(), np.full(self.n, np.inf), 1.0, False)
         raw = self.prior_values + self.moments.mean
-        variance = np.clip(self.moments.m2 / (count * (count - 1)) + self.prior_variance, 0.0, None)
+        # The twin's correction is mostly 0 with rare jumps (where rounding moved a sum across 0): from a
+        # few orders an owner's sample variance is often exactly 0. It is pooled with the owners' mean
+        # variance, worth TWIN_POOLED_PAIRS antithetic pairs (at 5·n evaluations, 95% intervals covered
+        # 66% of the demo game's 16 owners' values, 27% of them with no width at all).
+        pooled = TWIN_POOLED_PAIRS if self.twin else 0
+        shrink = pooled * (self.moments.m2 / (count - 1)).mean()
+        divisor = count * (count - 1 + pooled)
+        variance = np.clip((self.moments.m2 + shrink) / divisor + self.prior_variance, 0.0, None)
         weights = variance / variance.sum() if variance.sum() > 0 else np.full(self.n, 1.0 / self.n)
         values = raw + weights * ((self.full - self.empty) - raw.sum())
         correlation = None
         if self.moments.comoment is not None:  # small n: the projected covariance, correlations included
             projection = np.eye(self.n) - np.outer(weights, np.ones(self.n))
-            covariance = self.moments.comoment / (count * (count - 1)) + np.diag(self.prior_variance)
+            covariance = (self.moments.comoment + shrink * np.eye(self.n)) / divisor + np.diag(self.prior_variance)
             covariance = projection @ covariance @ projection.T
             stderr = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
             correlation = correlation_from_covariance(covariance)
