@@ -175,12 +175,14 @@ def _log_sigmoid(z):
     return -math.log1p(math.exp(-z)) if z >= 0 else z - math.log1p(math.exp(z))
 
 
-@numba.njit(cache=True)
-def _smooth_pair_values(q, step, beta, weight, counts, held, previous, value_at, gain, low, high, out):
+@numba.njit(cache=True, fastmath={"reassoc", "nsz", "contract"})  # reassociation lets the dot products vectorise
+def _smooth_pair_values(q, step, beta, weight, counts, held, previous, value_at, gain, mirrored, low, high, out):
     """bt_loglik's twin on one pair: φ_i = Σ_k weight[k]·Σ_x c_k(x)·(ℓ(h·(x + q_i)) − ℓ(h·x)) with
     ℓ(z) = log σ(β·z) and c_k the others' k-coalition counts by lattice sum x, from c_k = counts[k] −
-    shift(c_{k−1}, q_i) row by row (exact integers). O(n²·G): every row for every owner. Scratch: counts
-    (≥ n + 1, ≥ span), held/previous/value_at/gain (≥ span,), low/high (≥ n + 1,)."""
+    shift(c_{k−1}, q_i) row by row (exact integers). The others' k-coalitions are the complements of
+    their (n − 1 − k)-coalitions, so rows up to (n − 1)/2 serve both sizes. O(n²·G): half the rows for
+    every owner. Scratch: counts (≥ n/2 + 1, ≥ span), held/previous/value_at/gain/mirrored (≥ span,),
+    low/high (≥ n/2 + 1,)."""
     n = q.size
     bottom = 0
     top = 0
@@ -193,7 +195,8 @@ def _smooth_pair_values(q, step, beta, weight, counts, held, previous, value_at,
     zero = -bottom
     for x in range(span):
         value_at[x] = _log_sigmoid(beta * step * (x - zero))
-    for k in range(n + 1):
+    half = n // 2
+    for k in range(half + 1):
         counts[k, :span] = 0.0
         low[k], high[k] = span, -1
     counts[0, zero] = 1.0
@@ -201,7 +204,7 @@ def _smooth_pair_values(q, step, beta, weight, counts, held, previous, value_at,
     by_size = np.argsort(np.abs(q))
     for position in range(n):
         s = q[by_size[position]]
-        for k in range(position, -1, -1):
+        for k in range(min(position, half - 1), -1, -1):
             _add_row(counts[k + 1], counts[k], low[k] + s, low[k], high[k] - low[k] + 1)
             low[k + 1] = min(low[k + 1], low[k] + s)
             high[k + 1] = max(high[k + 1], high[k] + s)
@@ -213,8 +216,12 @@ def _smooth_pair_values(q, step, beta, weight, counts, held, previous, value_at,
             first, last = max(0, -s), min(span - 1, span - 1 - s)
             for x in range(first, last + 1):
                 gain[numba.uint64(x)] = value_at[numba.uint64(x + s)] - value_at[numba.uint64(x)]
+            # The complement of a sum at index x among the others sits at index span − 1 − s − x (the same
+            # range): mirrored[x] is the gain there.
+            for x in range(first, last + 1):
+                mirrored[numba.uint64(x)] = gain[numba.uint64(span - 1 - s - x)]
             previous[zero] = 1.0  # c_0: the empty coalition
-            for k in range(n):
+            for k in range((n - 1) // 2 + 1):
                 if k > 0:
                     # c_k over counts[k]'s support; c_{k−1}(x − s) is read only where it was written.
                     _copy_row(held, counts[k], low[k], high[k] - low[k] + 1)
@@ -225,6 +232,8 @@ def _smooth_pair_values(q, step, beta, weight, counts, held, previous, value_at,
                     current = previous
                 a, b = max(low[k], first), min(high[k], last)
                 value += weight[k] * _dot(current, gain, a, b - a + 1)
+                if n - 1 - k != k:  # the complements: the others' (n − 1 − k)-coalitions
+                    value += weight[n - 1 - k] * _dot(current, mirrored, a, b - a + 1)
                 if k > 0:
                     held, previous = previous, held
         out[i] = value
@@ -263,13 +272,15 @@ def _smooth_lattice_values(lattice_t, steps, beta, weight):
     out = np.zeros((T, n))
     tasks = (T + PAIRS_PER_TASK - 1) // PAIRS_PER_TASK
     for task in numba.prange(tasks):
-        counts = np.zeros((n + 1, span))
-        held, previous, value_at, gain = np.zeros(span), np.zeros(span), np.zeros(span), np.zeros(span)
-        low = np.empty(n + 1, dtype=np.int64)
-        high = np.empty(n + 1, dtype=np.int64)
+        rows = n // 2 + 1
+        counts = np.zeros((rows, span))
+        held, previous, value_at = np.zeros(span), np.zeros(span), np.zeros(span)
+        gain, mirrored = np.zeros(span), np.zeros(span)
+        low = np.empty(rows, dtype=np.int64)
+        high = np.empty(rows, dtype=np.int64)
         for t in range(task * PAIRS_PER_TASK, min(T, (task + 1) * PAIRS_PER_TASK)):
             _smooth_pair_values(lattice_t[t], steps[t], beta, weight, counts, held, previous, value_at, gain,
-                                low, high, out[t])
+                                mirrored, low, high, out[t])
     return out
 
 

@@ -94,7 +94,7 @@ from valuation.engine.smoothed import smoothed_derivatives, smoothed_gain_terms,
 from valuation.engine.utility import coalition_utility_fn
 
 TWIN_POOLED_PAIRS = 2  # pseudo-pairs of the owners' mean variance in each twin-corrected owner's
-LOGLIK_TWIN_COST = 16  # the log-likelihood twin's work per lattice point, against accuracy's
+LOGLIK_TWIN_COST = 8  # the log-likelihood twin's work per lattice point, against accuracy's
 MIN_PAIRS = 8  # antithetic pairs before a standard error is trusted by the stopping rule
 CORRELATION_LIMIT = 60  # owners up to which the error correlation is tracked (n² memory above is waste)
 TERMS = 3  # Taylor terms of the control variate beyond H: linear, quadratic, cubic in the small sum
@@ -150,8 +150,8 @@ class StructuredConfig:
     # 16-owner bench game the correction's sd per antithetic pair halves from G = 2,048 to 8,192.
     twin_resolution: int | None = None
     # 2^31: accuracy's G ≈ 8,000 at n = 16 and 3,700 at n = 24 with T = 1,000 pairs, ≈ 60 ms on one
-    # core. The log-likelihood's twin works every count row for every owner, ≈ 16× more per lattice
-    # point (`LOGLIK_TWIN_COST`): G ≈ 500 and 230 there.
+    # core. The log-likelihood's twin works half the count rows for every owner, ≈ 6× more per lattice
+    # point (`LOGLIK_TWIN_COST`): G ≈ 1,000 and 470 there.
     twin_work: int = 1 << 31
 
     def resolution_for(self, n: int, T: int, utility: str = "preference_accuracy") -> int:
