@@ -1,5 +1,5 @@
-"""The lattice twin of preference_accuracy: a game next to the real one whose Shapley values are exact
-in O(T·n²·G) (DESIGN.md §2).
+"""Lattice twins of the score utilities: games next to the real ones whose Shapley values are exact in
+O(T·n²·G) (DESIGN.md §2).
 
 On eval pair t, preference_accuracy is a weighted voting game: v_t(S) = g(Σ_{j∈S} D[j, t]) with
 g(x) = 1[x > 0] + ½·1[x = 0]. Its Shapley value needs the distribution of the others' sums over
@@ -9,21 +9,27 @@ u_t(S) = g(Σ_{j∈S} q_j) (the sign of h_t·Σ q_j is the sign of Σ q_j) has i
 about G + n/2 values. Its exact Shapley value is then a subset-sum count:
 
   * counts[k, x] = how many k-owner coalitions have lattice sum x, for every k and x: the textbook
-    dynamic program, one owner at a time, O(n²·G) per pair (float32 while the counts fit its 24-bit
-    mantissa, n ≤ 25; float64 up to `MAX_LATTICE_OWNERS`, where C(n, n/2) < 2^53);
+    dynamic program, one owner at a time, O(n²·G) per pair. Only rows k ≤ n/2 are computed: a
+    k-coalition's complement is an (n − k)-coalition with the rest of the sum. Counts are exact in
+    float32 while they fit its 24-bit mantissa (n ≤ 25), in float64 up to `MAX_LATTICE_OWNERS`
+    (C(n, n/2) < 2^53);
   * without owner i, the k-coalitions of the others number c_k = counts[k] − shift(c_{k−1}, q_i), so
     c_k = Σ_l (−1)^l shift(counts[k − l], l·q_i), and the count of them in owner i's flip window (the
     sums x with g(x + q_i) ≠ g(x), ends ½) is an alternating sum of window counts of `counts` rows:
     O(1) each from running sums, O(n³) per pair for all owners and sizes. All integers, so exact;
   * φ_i(u_t) = sign(q_i)·Σ_k k!(n − 1 − k)!/n! · (window count of c_k); φ(u) = mean_t φ(u_t).
 
-A test checks it against `exact_shapley` of the twin's 2^n table.
+bt_loglik under `sum` (`loglik_lattice_shapley`): the twin u_t(S) = log σ(β·h_t·Σ_{j∈S} q_j) needs the
+whole row c_k, not a window: it is deconvolved row by row for each owner and dotted with the change of
+log σ when the owner joins, O(n²·G) per pair (rows up to (n − 1)/2; the others' complements give the
+rest). Tests check both against `exact_shapley` of the twin's 2^n table.
 
-Why a twin. `structured` samples orders and corrects the twin's exact value by the difference of the
-two games' marginals at every insertion position (`positions` counts both): φ̂ = φ(u) + mean(Δv − Δu)
-is unbiased whatever the lattice, and Δv − Δu is non-zero only where rounding moved a coalition's sum
-across 0 — rare when G is a few hundred. On the bench games (n = 16 … 24) the twin alone misallocates
-0.03–0.3% of the pool at G = 512 (exploratory, before sampling).
+Why a twin. `structured` samples orders and corrects the twin's exact value by the difference of the two
+games' marginals (accuracy: at every insertion position, `positions` counts both; log-likelihood: at
+the sampled position): φ̂ = φ(u) + mean(Δv − Δu) is unbiased whatever the lattice, and Δv − Δu is
+non-zero only where rounding moved a coalition's sum across 0 (or, for the log-likelihood, a little).
+On the bench games (n = 16 … 24) the accuracy twin alone misallocates 0.03–0.2% of the pool at G = 512
+and 0.02–0.07% at G = 2,048 (exploratory, before sampling); README has the estimator's figures.
 
 The loops are compiled by numba (cached on disk) and run pairs in parallel on as many threads as torch
 has; each pair is one thread's work and the pairs are summed in a fixed order afterwards, so the result

@@ -26,8 +26,9 @@ standard errors, 95% intervals, the evaluations spent, the seed and why it stopp
     plain_permutation  the same without antithetic pairs (the baseline)       estimators.py
     stratified         stratified SVARM (Kolpaczki et al. 2024)               svarm.py
     kernel             paired KernelSHAP (Lundberg & Lee 2017; Covert & Lee 2021)  kernelshap.py
-    structured         analytic prior + control-variate permutations, for the
-                       arithmetic utilities of cached scores only                structured.py
+    structured         an exactly solved lattice twin (≤ 50 owners) or an analytic
+                       prior, corrected by control-variate permutations; for the
+                       arithmetic utilities of cached scores only        structured.py, lattice.py
     exact              the 2^n table (needs budget ≥ 2^n)
     auto               exact when 2^n ≤ budget, else `structured` for a score
                        utility (ScoreUtility) and AUTO_SAMPLED for any other

@@ -1,5 +1,5 @@
-"""Structured Shapley estimator for the arithmetic game: an analytic prior, made unbiased by a
-control-variate correction from antithetic permutation sampling (DESIGN.md §2).
+"""Structured Shapley estimator for the arithmetic game: an analytic prior or an exactly solved twin game,
+made unbiased by a control-variate correction from antithetic permutation sampling (DESIGN.md §2).
 
 Structure. With cached scores a coalition's margin on eval pair t is a sum of owner terms,
 M_S(t) = Σ_{j∈S} D[j, t] (composition `sum`), and v(S) = mean_t g(M_S(t)). Grouping Shapley's
@@ -43,16 +43,24 @@ every size up to `full_sizes` owners; above that A_i(k) is evaluated on quadrati
 (trapezoid rule) and two uniform sizes inside each interval estimate what A differs from the straight
 line there: unbiased, and its variance estimate enters the standard error (`_prior_mean`).
 
+The lattice twin, up to `twin_owners` (50) owners (`lattice`). Both utilities on rounded terms
+q_j = round(D[j, t]/h_t) form a twin game u whose Shapley values a subset-sum count gives exactly, and
+
+    φ̂_i = φ_i(u) + mean over sampled orders of (Δ_i v − Δ_i u)
+
+is unbiased whatever the lattice; the difference is non-zero only where rounding moved a coalition's sum
+across 0 (accuracy) or moved it a little (log-likelihood). It replaces the normal prior there, except for
+bt_loglik under `mean` (the twin cannot carry the divisor). Its correction is mostly 0 with rare jumps, so
+each owner's variance is pooled with the owners' mean variance (`TWIN_POOLED_PAIRS` pseudo-pairs): a few
+orders cannot claim zero error. The lattice's resolution comes from `twin_work`
+(`StructuredConfig.resolution_for`).
+
 preference_accuracy: every position (`StructuredConfig.all_positions`). The residual Δ_i(P) − c_i(P)
 of an accuracy marginal is a step of X_P that no smooth surrogate removes, so at n = 1,000 the bound fell
 only as 1/√orders (1% after 454 s). Each sampled order is therefore used at every insertion position of
 every owner (`positions`: the mean of Δ_i(Q_k) over the others' prefixes Q_k, counted exactly per pair
-with a Fenwick tree, O(T·n·log n) per order), and the control variate is averaged over the same
-positions:
-  * up to `position_prior_owners` (24) owners, c_i itself, at every Q_k (`surrogate_everywhere`,
-    O(n²·T·m) per order). Its H part has mean Ā_i exactly, so φ̂_i = Ā_i + mean(every-position mean −
-    that average − Taylor terms) is unbiased; on the 16-owner demo game the sd per antithetic pair is a
-    quarter of the single-position residual's (exploratory, 8 pairs);
+with a Fenwick tree, O(T·n·log n) per order), and the control variate works at the same positions:
+  * up to `twin_owners` owners, the twin's marginals at every Q_k (the same counts on its terms);
   * above, no prior: three location terms with exactly zero mean (`positions.location_terms`), and the
     every-position mean is unbiased by itself. 1% at n = 1,000 takes 45 antithetic pairs, 6–8 s (README).
 
@@ -66,9 +74,10 @@ bt_loglik under `mean` divides by Σ_{j∈S} n_j; the surrogate divides by its e
 coalition size instead, so it stays unbiased (its mean is computed for the surrogate as defined) but
 the divisor's randomness is left to sampling and the variance is larger.
 
-Cost: memory O(n·T·m), never a 2^n or n² × T array; time O(n·T·2^m) per prior size and O(n·T·m) per
-sampled order (the prefix margins are cumulative sums), O(n·T·log n) per order with every position. G
-and its derivatives are float32 torch kernels (`smoothed`), float64 only when the prior is exact.
+Cost: memory O(n·T·m) (+ the twin's O(n·resolution) per thread), never a 2^n or n² × T array; time O(n·T·2^m)
+per prior size or O(n²·T·resolution) for the twin, and O(n·T·m) per sampled order (the prefix margins are
+cumulative sums), O(n·T·log n) per order with every position. G and its derivatives are float32 torch
+kernels (`smoothed`), float64 only when the prior is exact.
 """
 
 from __future__ import annotations
@@ -504,10 +513,10 @@ class StructuredSampler:
 
     def _position_parts(self, evaluate: Evaluator, order: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Along an order and its reverse: the mean marginal over every insertion position, shape (n,),
-        and the three location terms, (n, 3) (`positions`); with the prior, that mean minus the prior's
-        surrogate averaged over the same positions, and its three Taylor terms. The prefix margins are
-        the chain's, so each order costs the chain's n − 1 evaluations; the other coalitions' per-pair
-        signs are counted from them."""
+        and the three location terms, (n, 3) (`positions`); with the twin, that mean minus the twin's at
+        the same positions, and no terms. The prefix margins are the chain's, so each order costs the
+        chain's n − 1 evaluations; the other coalitions' per-pair signs (and the twin's) are counted
+        from them."""
         evaluate.charge(2 * (self.n - 1))
         marginals = position_marginals(self._numer_t, order, antithetic=True)
         if self.twin:
@@ -538,8 +547,8 @@ class StructuredSampler:
         raw = self.prior_values + self.moments.mean
         # The twin's correction is mostly 0 with rare jumps (where rounding moved a sum across 0): from a
         # few orders an owner's sample variance is often exactly 0. It is pooled with the owners' mean
-        # variance, worth TWIN_POOLED_PAIRS antithetic pairs (at 5·n evaluations, 95% intervals covered
-        # 66% of the demo game's 16 owners' values, 27% of them with no width at all).
+        # variance, worth TWIN_POOLED_PAIRS antithetic pairs (without it, at 5·n evaluations 95% intervals
+        # covered 66% of the 16-owner demo game's values, 27% with no width at all; 30 seeds, exploratory).
         pooled = TWIN_POOLED_PAIRS if self.twin else 0
         shrink = pooled * (self.moments.m2 / (count - 1)).mean()
         divisor = count * (count - 1 + pooled)
