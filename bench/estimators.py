@@ -1,8 +1,8 @@
 """Sampled estimators on a 20-owner game: misallocated share of the pool vs evaluations.
 
-Estimators: `structured` (analytic prior + control-variate permutations over the cached scores; its
-prior is computed from the scores and costs wall time, not evaluations — the seconds per run are in
-the JSON), KernelSHAP, antithetic permutation, stratified (SVARM) and plain permutation Monte Carlo.
+Estimators: `structured` (at n = 20 an exactly solved lattice twin + control-variate permutations over
+the cached scores; the twin is computed from the scores and costs wall time, not evaluations — the
+seconds per run are in the JSON), KernelSHAP, antithetic permutation, stratified (SVARM) and plain permutation Monte Carlo.
 The game is v(S) for preference_accuracy and bt_loglik (composition sum, β = 0.1) over a
 (20 × 1000) score matrix — `games.realistic_score_matrix` until real cached scores
 exist, or --scores D.npy. Exact Shapley values (2^20 table) are the truth. For each
