@@ -109,7 +109,7 @@ def part_one(args) -> list[dict]:
                 table_seconds = time.perf_counter() - start
                 rates = {m: seconds_per_evaluation(utility, n, m) for m in GENERIC}
                 # The process's first structured call loads its compiled loops (numba, from the on-disk
-                # cache: ≈ 0.1–0.3 s; compiling them on a new machine takes ≈ 30 s, once): not per estimate.
+                # cache: ≈ 0.1–0.3 s; compiling them on a new machine takes ≈ 40 s, once): not per estimate.
                 run(utility, n, "structured", 5 * n, seed=10**6)
                 for mult in MULTIPLIERS:
                     budget = mult * n
