@@ -47,7 +47,6 @@ from valuation.engine.positions import _threads
 
 # Lattice points per pair G, the least and the most `structured` picks (StructuredConfig.resolution_for).
 RESOLUTIONS = (256, 16384)
-DEFAULT_RESOLUTION = 2048
 # Counts of k-subsets are exact integers in float64 while C(n, n/2) < 2^53.
 MAX_LATTICE_OWNERS = 50
 # And in float32 (the faster dynamic program) while they fit 24 bits: C(25, 12) = 5,200,300 < 2^24.
@@ -55,7 +54,7 @@ FLOAT32_OWNERS = 25
 PAIRS_PER_TASK = 16  # pairs one thread takes at a time (its scratch arrays are reused across them)
 
 
-def lattice_steps(numer: np.ndarray, resolution: int = DEFAULT_RESOLUTION) -> np.ndarray:
+def lattice_steps(numer: np.ndarray, resolution: int) -> np.ndarray:
     """Each pair's lattice step h_t = Σ_j |D[j, t]|/G, shape (T,) (1 on a pair nobody moves).
 
     `numer` is the (n, T) margin numerators (the score matrix under `sum`, n_j·D[j] under `mean`)."""
@@ -66,10 +65,14 @@ def lattice_steps(numer: np.ndarray, resolution: int = DEFAULT_RESOLUTION) -> np
     return step
 
 
-def lattice_scores(numer: np.ndarray, resolution: int = DEFAULT_RESOLUTION) -> np.ndarray:
-    """The twin's integer terms, shape (T, n) int64: q_j = round(D[j, t]/h_t) (`lattice_steps`)."""
-    step = lattice_steps(numer, resolution)
-    return np.ascontiguousarray(np.rint(np.asarray(numer, dtype=np.float64) / step).astype(np.int64).T)
+def lattice_terms(numer: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """The twin's integer terms on given steps, shape (T, n) int64: q_j = round(D[j, t]/h_t)."""
+    return np.ascontiguousarray(np.rint(np.asarray(numer, dtype=np.float64) / steps).astype(np.int64).T)
+
+
+def lattice_scores(numer: np.ndarray, resolution: int) -> np.ndarray:
+    """The twin's integer terms at `resolution` lattice points per pair (`lattice_steps`), (T, n)."""
+    return lattice_terms(numer, lattice_steps(numer, resolution))
 
 
 @numba.njit(inline="always", cache=True)
@@ -82,9 +85,12 @@ def _add_row(target, source, target_start, source_start, length):
 
 
 @numba.njit(cache=True)
-def _pair_values(q, weight, counts, mid, low, high, out):
-    """φ_i of one pair's twin game for every owner into out (module doc). Scratch: counts (≥ n/2 + 1,
-    ≥ span), mid (≥ n/2 + 1, ≥ span + 2), low/high (≥ n/2 + 1,): each counts row's occupied range."""
+def _count_rows(q, counts, low, high):
+    """counts[k, x] = how many k-owner coalitions of one pair have lattice sum x (index 0 = the sum of
+    the negative terms), for k ≤ n/2, and each row's occupied range [low[k], high[k]]; returns (span,
+    zero): the number of lattice sums and the index of sum 0. Rows above n/2 are not needed: a
+    k-coalition's complement has the other n − k owners and Σq minus its sum, so counts[n − k, x] =
+    counts[k, span − 1 − x]."""
     n = q.size
     bottom = 0
     top = 0
@@ -95,8 +101,6 @@ def _pair_values(q, weight, counts, mid, low, high, out):
             top += q[j]
     span = top - bottom + 1
     zero = -bottom
-    # Rows up to n/2 only: a k-coalition's complement has the other n − k owners and the sum Σq minus
-    # its own, so counts[n − k, x] = counts[k, span − 1 − x] (used below through mid).
     half = n // 2
     for k in range(half + 1):
         counts[k, :span] = 0.0
@@ -106,12 +110,21 @@ def _pair_values(q, weight, counts, mid, low, high, out):
     by_size = np.argsort(np.abs(q))  # smallest terms first keeps the occupied ranges narrow for longest
     for step in range(n):
         s = q[by_size[step]]
-        for k in range(min(step, half - 1), -1, -1):  # downwards, so the owner joins each coalition once
-            if high[k] < low[k]:
-                continue
+        # Downwards, so the owner joins each coalition once; rows up to `step` are occupied already.
+        for k in range(min(step, half - 1), -1, -1):
             _add_row(counts[k + 1], counts[k], low[k] + s, low[k], high[k] - low[k] + 1)
             low[k + 1] = min(low[k + 1], low[k] + s)
             high[k + 1] = max(high[k + 1], high[k] + s)
+    return span, zero
+
+
+@numba.njit(cache=True)
+def _pair_values(q, weight, counts, mid, low, high, out):
+    """φ_i of one pair's twin game for every owner into out (module doc). Scratch: counts (≥ n/2 + 1,
+    ≥ span), mid (≥ n/2 + 1, ≥ span + 2), low/high (≥ n/2 + 1,): each counts row's occupied range."""
+    n = q.size
+    span, zero = _count_rows(q, counts, low, high)
+    half = n // 2
     # mid[k, x + 1] = Σ_{y<x} counts[k, y] + ½·counts[k, x]; column 0 stands for every x < 0 (nothing
     # below) and column span + 1 for every x ≥ span (all of them). The closed + open count of counts[k]
     # in [a, b], ends ½, is then mid[k, b + 1] − mid[k, a + 1]. For the rows above n/2, by the
@@ -153,16 +166,23 @@ def _pair_values(q, weight, counts, mid, low, high, out):
         out[i] = value
 
 
+@numba.njit(cache=True)
+def _widest_span(lattice_t):
+    """The most lattice sums any pair has: 1 + Σ_j |q_j| (the scratch rows' length)."""
+    span = 1
+    for t in range(lattice_t.shape[0]):
+        width = 1
+        for j in range(lattice_t.shape[1]):
+            width += abs(lattice_t[t, j])
+        span = max(span, width)
+    return span
+
+
 @numba.njit(parallel=True, cache=True)
 def _lattice_values(lattice_t, weight, scratch_dtype_probe):
     """(T, n): the twin's exact Shapley value on each pair."""
     T, n = lattice_t.shape
-    span = 1
-    for t in range(T):
-        width = 1
-        for j in range(n):
-            width += abs(lattice_t[t, j])
-        span = max(span, width)
+    span = _widest_span(lattice_t)
     out = np.zeros((T, n))
     tasks = (T + PAIRS_PER_TASK - 1) // PAIRS_PER_TASK
     for task in numba.prange(tasks):
@@ -190,30 +210,9 @@ def _smooth_pair_values(q, step, beta, weight, counts, held, previous, value_at,
     every owner. Scratch: counts (≥ n/2 + 1, ≥ span), held/previous/value_at/gain/mirrored (≥ span,),
     low/high (≥ n/2 + 1,)."""
     n = q.size
-    bottom = 0
-    top = 0
-    for j in range(n):
-        if q[j] < 0:
-            bottom += q[j]
-        else:
-            top += q[j]
-    span = top - bottom + 1
-    zero = -bottom
+    span, zero = _count_rows(q, counts, low, high)
     for x in range(span):
         value_at[x] = _log_sigmoid(beta * step * (x - zero))
-    half = n // 2
-    for k in range(half + 1):
-        counts[k, :span] = 0.0
-        low[k], high[k] = span, -1
-    counts[0, zero] = 1.0
-    low[0], high[0] = zero, zero
-    by_size = np.argsort(np.abs(q))
-    for position in range(n):
-        s = q[by_size[position]]
-        for k in range(min(position, half - 1), -1, -1):
-            _add_row(counts[k + 1], counts[k], low[k] + s, low[k], high[k] - low[k] + 1)
-            low[k + 1] = min(low[k + 1], low[k] + s)
-            high[k + 1] = max(high[k + 1], high[k] + s)
     for i in range(n):
         s = q[i]
         value = 0.0
@@ -269,12 +268,7 @@ def _dot(a, b, start, length):
 def _smooth_lattice_values(lattice_t, steps, beta, weight):
     """(T, n): bt_loglik's twin's exact Shapley value on each pair."""
     T, n = lattice_t.shape
-    span = 1
-    for t in range(T):
-        width = 1
-        for j in range(n):
-            width += abs(lattice_t[t, j])
-        span = max(span, width)
+    span = _widest_span(lattice_t)
     out = np.zeros((T, n))
     tasks = (T + PAIRS_PER_TASK - 1) // PAIRS_PER_TASK
     for task in numba.prange(tasks):

@@ -92,9 +92,9 @@ from valuation.engine.estimators import anchors
 from valuation.engine.lattice import (
     MAX_LATTICE_OWNERS,
     RESOLUTIONS,
-    lattice_scores,
     lattice_shapley,
     lattice_steps,
+    lattice_terms,
     loglik_lattice_shapley,
 )
 from valuation.engine.positions import location_terms, position_marginals
@@ -158,8 +158,8 @@ class StructuredConfig:
     # it leaves to sampling falls about as 1/√G (a finer lattice moves fewer sums across 0): on the
     # 16-owner bench game the correction's sd per antithetic pair halves from G = 2,048 to 8,192.
     twin_resolution: int | None = None
-    # 2^31: accuracy's G ≈ 8,000 at n = 16 and 3,700 at n = 24 with T = 1,000 pairs, ≈ 60 ms on one
-    # core. The log-likelihood's twin works half the count rows for every owner, ≈ 6× more per lattice
+    # 2^31: accuracy's G ≈ 8,400 at n = 16 and 3,700 at n = 24 with T = 1,000 pairs, 45 and 37 ms on one
+    # core (an ad-hoc timing). The log-likelihood's twin works half the count rows for every owner, ≈ 6× more per lattice
     # point (`LOGLIK_TWIN_COST`): G ≈ 1,000 and 470 there.
     twin_work: int = 1 << 31
 
@@ -393,7 +393,10 @@ class StructuredSampler:
         # Normal equations of the control variate's coefficients over the orders seen so far (module doc).
         # The twin's difference needs none: its coefficient is 1.
         location = self.all_positions and not self.with_prior and not self.twin
-        self.defaults = POSITION_COEFFICIENTS if location else np.zeros(0) if self.twin else DEFAULT_COEFFICIENTS
+        if self.twin:
+            self.defaults = np.zeros(0)
+        else:
+            self.defaults = POSITION_COEFFICIENTS if location else DEFAULT_COEFFICIENTS
         terms = len(self.defaults)
         self._gram, self._cross = np.zeros((terms, terms)), np.zeros(terms)
         self.coefficients = self.defaults.copy()
@@ -422,12 +425,11 @@ class StructuredSampler:
     def _twin(self) -> np.ndarray:
         """The lattice twin (`lattice`): its exact Shapley values, and what sampling needs of it."""
         numer, name = self.game.numer, self.game.name
-        resolution = self.config.resolution_for(self.n, self.game.T, name)
-        lattice = lattice_scores(numer, resolution)
+        steps = lattice_steps(numer, self.config.resolution_for(self.n, self.game.T, name))
+        lattice = lattice_terms(numer, steps)
         if name == "preference_accuracy":
             self._lattice_t = lattice.astype(np.float64)  # integer sums: the counting loop's margins are exact
             return lattice_shapley(lattice)
-        steps = lattice_steps(numer, resolution)
         # The twin as a score utility: its chain gives the twin's marginals along a sampled order.
         self._twin_utility = coalition_utility_fn(lattice.T * steps, utility=name, composition="sum",
                                                   beta=self.game.beta)
