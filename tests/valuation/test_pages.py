@@ -16,7 +16,7 @@ from django.test import Client
 from marketplace.services import eval_set_create, owner_create
 from tests.conftest import PASSWORD, jsonl_bytes, make_pairs
 from tests.dashboards import additive_table, round_for, write_objective_values, write_results
-from valuation import selectors, services
+from valuation import ledger, selectors, services
 from valuation.models import Payout, ValuationRound
 
 pytestmark = pytest.mark.django_db
@@ -138,6 +138,21 @@ def test_a_done_round_page_is_served_from_cache_until_payouts_are_approved(done_
     after = body(client.get(f"/rounds/{r.pk}/"))
     assert "draft — not approved yet" not in after and "Approve payouts" not in after
     assert after.count("<td>approved</td>") == 3
+
+
+def test_a_payout_correction_shows_on_the_cached_round_page_at_once(done_round, staff_user):
+    r, team = done_round
+    client = client_for(staff_user)
+    services.payout_approve(valuation_round=r, approved_by=staff_user)
+    before = body(client.get(f"/rounds/{r.pk}/"))
+    paid = {p.owner.user.username: p.amount for p in Payout.objects.active().filter(round=r)}
+    first, second = team[0].user.username, team[2].user.username
+    moved = {first: paid[first] - Decimal("7.00"), second: paid[second] + Decimal("7.00")}
+    assert f"{moved[first]:.2f} USD" not in before
+    ledger.payout_correct(valuation_round=r, amounts={k: str(v) for k, v in moved.items()}, reason="misattributed")
+    after = body(client.get(f"/rounds/{r.pk}/"))
+    assert f"{moved[first]:.2f} USD" in after and f"{moved[second]:.2f} USD" in after
+    assert f"{paid[first]:.2f} USD" not in after
 
 
 @pytest.mark.parametrize("n_owners", [3, 12])
