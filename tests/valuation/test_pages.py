@@ -302,3 +302,26 @@ def test_api_docs_use_no_cdn(client):
     html = body(client.get("/api/docs/"))
     assert "swagger-ui-dist" in html and "cdn." not in html.lower() and "https://" not in html
     assert client.get(re.search(r'src="([^"]*swagger-ui-bundle\.js)"', html).group(1)).status_code == 200
+
+
+@pytest.mark.parametrize("currency, decimals, pool", [("KWD", 3, "100.000"), ("JPY", 0, "1000")])
+def test_amounts_show_in_the_currencys_minor_unit_on_every_page_and_export(eval_set, staff_user, currency,
+                                                                          decimals, pool):
+    team = owners(3)
+    r = round_for("r-money", eval_set, team, pool=pool)
+    ValuationRound.objects.filter(pk=r.pk).update(currency=currency, decimals=decimals)
+    r.refresh_from_db()
+    r = write_results(r, [0.2, 0.1, 0.1])
+    payouts = {p.owner_id: f"{p.amount.quantize(r.minor_unit)} {currency}" for p in Payout.objects.filter(round=r)}
+    paid = list(payouts.values())
+    client = client_for(staff_user)
+    page = body(client.get(f"/rounds/{r.pk}/"))
+    assert all(a in page for a in paid) and f"{Decimal(pool)} of {Decimal(pool)} {currency}" in page
+    assert f"{Decimal(pool)} {currency}" in body(client.get("/rounds/"))
+    assert f"{Decimal(pool)} {currency}" in body(client.get("/overview/"))
+    statement = body(client_for(team[0].user).get(f"/rounds/{r.pk}/statement/"))
+    assert f"<dd>{Decimal(pool)} {currency}</dd>" in statement and payouts[team[0].pk] in statement
+    rows = list(csv.reader(io.StringIO(body(client.get(f"/rounds/{r.pk}/payouts.csv")))))
+    amounts = [row[rows[0].index("amount")] for row in rows[1:]]
+    assert sorted(amounts) == sorted(a.split()[0] for a in paid)
+    assert all(len(a.partition(".")[2]) == decimals for a in amounts)

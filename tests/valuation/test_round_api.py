@@ -41,6 +41,11 @@ def test_staff_creates_and_queues_a_round(api_staff, market, fake_model_dir, dja
     ({"budget": 0}, 400, "budget"),
     ({"base_model": "/does/not/exist"}, 400, "not a Hugging Face model directory"),
     ({"training": {"epochz": 1}}, 400, "unknown training option"),
+    ({"pool": "99999999999999.99"}, 400, "over the largest amount that can be stored exactly"),
+    ({"pool": "12345678901234.57"}, 400, "over the largest amount that can be stored exactly"),
+    ({"pool": "1234567890123456789"}, 400, "pool"),
+    ({"pool": "10.5", "currency": "JPY"}, 400, "more than 0 decimal places"),
+    ({"currency": "<b>"}, 400, "not an ISO 4217 currency code"),
 ])
 def test_bad_round_requests_get_400_and_write_nothing(api_staff, market, fake_model_dir, overrides, status,
                                                       fragment):
@@ -68,3 +73,30 @@ def test_web_form_creates_round_and_shows_errors(client, staff_user, market, fak
     assert created.status == "queued" and ok["Location"] == f"/rounds/{created.pk}/"
     page = client.get(ok["Location"])
     assert page.status_code == 200 and b"alice" in page.content and b"queued" in page.content
+
+
+@pytest.mark.parametrize("pool, currency, says", [
+    ("99999999999999.99", "USD", "over the largest amount that can be stored exactly, 9,999,999,999,999.99 USD"),
+    ("12345678901234.57", "USD", "over the largest amount"),
+    ("10.5", "JPY", "more than 0 decimal places"),
+    ("100", "<b>", "Select a valid choice"),
+])
+def test_the_web_form_refuses_pools_and_currencies_that_cannot_be_paid_exactly(client, staff_user, market,
+                                                                              fake_model_dir, pool, currency, says):
+    client.force_login(staff_user)
+    form = {**payload(fake_model_dir, pool=pool), "currency": currency,
+            "utility": "preference_accuracy", "composition": "sum", "estimator": "auto", "seed": 0}
+    response = client.post("/rounds/new/", form)
+    assert response.status_code == 400 and says in response.content.decode()
+    assert ValuationRound.objects.count() == 0
+
+
+def test_a_yen_round_is_created_in_whole_yen_and_shown_so(client, staff_user, market, fake_model_dir):
+    client.force_login(staff_user)
+    ok = client.post("/rounds/new/", {**payload(fake_model_dir, pool="1000"), "currency": "JPY",
+                                     "utility": "preference_accuracy", "composition": "sum", "estimator": "auto",
+                                     "seed": 0})
+    assert ok.status_code == 302
+    created = ValuationRound.objects.get()
+    assert (created.currency, created.decimals) == ("JPY", 0)
+    assert "<dd>1000 JPY</dd>" in client.get(ok["Location"]).content.decode()
