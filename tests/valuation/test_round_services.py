@@ -57,6 +57,12 @@ def test_round_create_snapshots_participants_and_config(market, fake_model_dir):
     ({"estimator": "kernel", "budget": 5}, "too small for 2 owners"),
     ({"target": 1.5}, "target must be a share of the pool"),
     ({"training": {"epochz": 3}}, "unknown training option(s): epochz"),
+    ({"training": {"batch_size": 0}}, "training option 'batch_size': must be between 1 and 4,096, got 0"),
+    ({"training": {"epochs": "four"}}, "training option 'epochs': must be an integer, got 'four'"),
+    ({"training": {"learning_rate": -0.1}}, "training option 'learning_rate': must be in (0, 1]"),
+    ({"training": {"loss_types": ["sigmoid"]}}, "training option 'loss_weights': 2 weight(s) for 1 loss type(s)"),
+    ({"training": {"loss_types": ["sft"], "loss_weights": [1]}}, "needs a preference loss"),
+    ({"seed": 2**32}, "training option 'seed'"),
     ({"owners": ["alice", "zed"]}, "no accepted data for owner(s): zed"),
 ])
 def test_round_create_refuses_bad_requests(market, fake_model_dir, overrides, message):
@@ -141,3 +147,20 @@ def test_round_queue_and_cancel_transitions(market, fake_model_dir):
         services.round_cancel(valuation_round=r)
     with pytest.raises(ValidationError, match="cannot be run"):
         services.round_execute(round_id=r.pk)
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("--training", '{"batch_size": 0}', "training option 'batch_size': must be between 1"),
+    ("--training", '{"epochs": "four"}', "training option 'epochs': must be an integer"),
+    ("--currency", "<b>", "not an ISO 4217 currency code"),
+    ("--pool", "99999999999999.99", "over the largest amount that can be stored exactly"),
+])
+def test_run_round_refuses_a_bad_config_before_creating_anything(market, fake_model_dir, option, value, says):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    args = {"--pool": "10.00", option: value}
+    with pytest.raises(CommandError, match=says):
+        call_command("run_round", "--name", "cli", "--base-model", str(fake_model_dir), "--eval-set", "eval",
+                     *[part for pair in args.items() for part in pair])
+    assert ValuationRound.objects.count() == 0
