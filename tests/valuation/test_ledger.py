@@ -229,6 +229,10 @@ def test_staff_correct_through_the_api_and_owners_read_only_their_entries(approv
     assert body["totals"]["paid"] == "100.00"
     bad = api_staff.post(f"{path}/corrections/", {"amounts": {"ann": "41.00"}, "reason": "x"}, format="json")
     assert bad.status_code == 400 and "must leave its total unchanged" in bad.json()["detail"]
+    huge = api_staff.post(f"{path}/corrections/", {"amounts": {"ann": "12345678901234.57", "cat": "0"},
+                                                   "reason": "x"}, format="json")
+    assert huge.status_code == 400
+    assert "ann: 12345678901234.57 is over the largest amount that can be stored exactly" in huge.json()["detail"]
 
     ann = APIClient()
     ann.force_authenticate(owners[0].user)

@@ -28,6 +28,7 @@ def test_staff_creates_and_queues_a_round(api_staff, market, fake_model_dir, dja
     body = r.json()
     assert body["status"] == "queued" and body["utility"] == "bt_loglik" and body["seed"] == 5
     assert body["n_owners"] == 1 and body["pool"] == "250.0000"
+    assert (body["currency"], body["decimals"]) == ("USD", 2)
     assert len(callbacks) == 1  # the Celery task is sent only after the transaction commits
     detail = api_staff.get(f"/api/rounds/{body['id']}/").json()
     assert detail["progress"] == {s: {"done": 0, "total": 0} for s in ("training", "scoring", "valuing")}
@@ -110,3 +111,9 @@ def test_a_yen_round_is_created_in_whole_yen_and_shown_so(client, staff_user, ma
     created = ValuationRound.objects.get()
     assert (created.currency, created.decimals) == ("JPY", 0)
     assert "<dd>1000 JPY</dd>" in client.get(ok["Location"]).content.decode()
+
+
+def test_a_dinar_round_through_the_api_takes_three_decimals(api_staff, market, fake_model_dir):
+    r = api_staff.post("/api/rounds/", payload(fake_model_dir, pool="12.345", currency="kwd"), format="json")
+    assert r.status_code == 201, r.json()
+    assert (r.json()["currency"], r.json()["decimals"], r.json()["pool"]) == ("KWD", 3, "12.3450")
