@@ -62,6 +62,8 @@ class Contribution(models.Model):
 
 
 class PreferencePair(models.Model):
+    # Owners see pair ids (pair values, flagged pairs): sequential ones would count everyone's uploads.
+    id = models.BigIntegerField(primary_key=True, default=random_id, editable=False)  # config/ids.py
     contribution = models.ForeignKey(Contribution, on_delete=models.CASCADE, related_name="pairs")
     pair_format = models.CharField(max_length=16, choices=PairFormat.choices, default=PairFormat.TEXT)
     # For conversational pairs the fields hold the message list as canonical JSON (lossless).

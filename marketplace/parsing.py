@@ -33,6 +33,7 @@ CONTENT_TYPES = {
 }
 PARQUET_MAGIC = b"PAR1"
 ROLES = {"system", "user", "assistant", "tool"}
+MESSAGE_KEYS = {"role", "content"}
 
 
 @dataclass(frozen=True)
@@ -196,10 +197,16 @@ def _validate_record(row: int, record: dict, result: ParseResult, limits: Upload
             problems.append(RowError(row, name, "missing"))
         elif conversational:
             err = _check_messages(value, limits)
+            stored = "" if err else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            if not err and len(stored) > limits.max_field_chars:
+                # What is stored and downloaded is the JSON, not only the contents: many short messages
+                # would otherwise multiply a field's size past the limit.
+                err = (f"{len(stored):,} characters as stored (the messages as JSON); "
+                       f"the limit is {limits.max_field_chars:,}")
             if err:
                 problems.append(RowError(row, name, err))
             else:
-                values[name] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                values[name] = stored
         elif not isinstance(value, str):
             problems.append(RowError(row, name, f"must be a string, got {type(value).__name__}"))
         elif not value.strip():
@@ -230,6 +237,10 @@ def _check_messages(value, limits: UploadLimits) -> str | None:
         if not isinstance(message, dict) or not isinstance(message.get("content"), str) \
                 or not isinstance(message.get("role"), str):
             return f"message {k} must be an object with string 'role' and 'content'"
+        extra = sorted(set(message) - MESSAGE_KEYS)
+        if extra:  # stored and served back verbatim, yet neither valued nor counted against the limits
+            shown = ", ".join(quoted(key, 30) for key in extra[:3]) + (" …" if len(extra) > 3 else "")
+            return f"message {k} has key(s) {shown}; only 'role' and 'content' are allowed"
         if message["role"] not in ROLES:
             return f"message {k} has unknown role {quoted(message['role'])} (use {', '.join(sorted(ROLES))})"
         if not message["content"].strip() or "\x00" in message["content"]:

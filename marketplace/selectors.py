@@ -10,6 +10,8 @@ from decimal import Decimal
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.http import Http404
 
+from config import money
+
 from .models import Contribution, DataOwner, EvalSet, PairFormat, PreferencePair
 
 
@@ -101,7 +103,7 @@ def overview_rounds() -> list[dict]:
         .annotate(paid=Sum("payouts__amount")).order_by("created_at")
     unit = lambda r: Decimal(1).scaleb(-r["decimals"])  # noqa: E731
     return [{"id": r["pk"], "name": r["name"], "created": r["created_at"], "status": r["status"],
-             "currency": r["currency"], "pool": Decimal(r["pool"]).quantize(unit(r)),
+             "currency": r["currency"], "decimals": r["decimals"], "pool": Decimal(r["pool"]).quantize(unit(r)),
              "paid": Decimal(r["paid"] or 0).quantize(unit(r))} for r in rows]
 
 
@@ -132,7 +134,7 @@ def overview_owners(*, rank_currency: str) -> list[dict]:
     for owner_id, status, currency, total in Payout.objects.values_list("owner_id", "status", "currency") \
             .annotate(total=Sum("amount")):
         key = "paid" if status == Payout.Status.APPROVED else "pending"
-        rows[owner_id][key][currency] += Decimal(total or 0).quantize(Decimal("0.01"))
+        rows[owner_id][key][currency] += Decimal(total or 0).quantize(money.minor_unit(currency))
     for row in rows.values():  # plain dicts: a template lookup must not create keys
         row["paid"], row["pending"] = dict(row["paid"]), dict(row["pending"])
         row["rank"] = row["paid"].get(rank_currency, Decimal(0)) + row["pending"].get(rank_currency, Decimal(0))

@@ -102,7 +102,7 @@ def contribution_create(*, owner: DataOwner, file, filename: str, content_type: 
         refused.contribution = _record_refusal(owner, filename, result.file_format, result.sha256, refused)
         raise refused
     try:
-        contribution = _store_contribution(owner, filename, result)
+        contribution = _store_with_fresh_ids(owner, filename, result)
     except IntegrityError:
         # A concurrent upload stored one of these pairs between our check and our insert.
         refused = UploadRefused([RowError(None, None, REPLICATION_MESSAGE + " (uploaded concurrently)")])
@@ -110,6 +110,15 @@ def contribution_create(*, owner: DataOwner, file, filename: str, content_type: 
         raise refused
     logger.info("contribution %s: %s accepted %d pairs", contribution.pk, owner, contribution.n_pairs)
     return contribution
+
+
+def _store_with_fresh_ids(owner: DataOwner, filename: str, result: ParseResult) -> Contribution:
+    """Pair ids are random (config/ids.py): among millions of pairs one may, rarely, be drawn twice. Such a
+    clash is not a copy, so the file is stored again with new ids; a real copy clashes again and is refused."""
+    try:
+        return _store_contribution(owner, filename, result)
+    except IntegrityError:
+        return _store_contribution(owner, filename, result)
 
 
 @transaction.atomic

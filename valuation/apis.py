@@ -25,14 +25,15 @@ class RoundOutputSerializer(serializers.ModelSerializer):
         model = ValuationRound
         fields = ["id", "name", "status", "progress", "timings", "error", "eval_set", "eval_set_hash",
                   "base_model_path", "base_model_hash", "utility", "composition", "estimator", "estimator_used", "n_evaluations", "stopped_because", "misallocation_bound",
-                  "seed", "config", "pool", "currency", "n_owners", "payout_note", "utilities_hash", "created_at",
+                  "seed", "config", "pool", "currency", "decimals", "n_owners", "payout_note", "utilities_hash", "created_at",
                   "started_at", "finished_at", "approved_at", "data_quality"]
 
 
 class RoundInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=150)
     pool = serializers.DecimalField(max_digits=18, decimal_places=4, min_value=0)
-    currency = serializers.CharField(max_length=3, default="USD")
+    currency = serializers.CharField(max_length=3, default="USD",
+                                     help_text="ISO 4217 code; the round pays in its minor unit (JPY 0 decimals)")
     eval_set = serializers.SlugRelatedField(slug_field="name", queryset=EvalSet.objects.all())
     base_model = serializers.CharField(max_length=500)
     utility = serializers.ChoiceField(choices=Utility.choices, default=Utility.PREFERENCE_ACCURACY)

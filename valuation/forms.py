@@ -1,6 +1,7 @@
 from django import forms
 from django.conf import settings
 
+from config import money
 from marketplace.models import EvalSet
 
 from .models import Composition, Estimator, Utility
@@ -8,8 +9,10 @@ from .models import Composition, Estimator, Utility
 
 class RoundForm(forms.Form):
     name = forms.CharField(max_length=150)
-    pool = forms.DecimalField(max_digits=18, decimal_places=2, min_value=0, help_text="reward pool to split")
-    currency = forms.CharField(max_length=3, initial="USD")
+    # The service checks the pool against the currency's minor unit and what the database holds exactly.
+    pool = forms.DecimalField(max_digits=18, decimal_places=4, min_value=0, help_text="reward pool to split")
+    currency = forms.ChoiceField(choices=[(code, code) for code in sorted(money.CURRENCIES)], initial="USD",
+                                 help_text="ISO 4217; amounts are paid in its minor unit (JPY 0 decimals, KWD 3)")
     eval_set = forms.ModelChoiceField(queryset=EvalSet.objects.all(), to_field_name="name")
     base_model = forms.CharField(max_length=500, help_text="local Hugging Face causal-LM directory",
                                  initial=lambda: str(settings.ARTIFACTS_DIR / "base_model"))

@@ -10,29 +10,23 @@ here; it needs a new round.
 """
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+
+from config import money
 
 from .models import Payout, ValuationRound
 
 SHARE_PLACES = Decimal("1e-10")  # Payout.share keeps ten places
 
 
-def _parse_amount(owner: str, raw, decimals: int) -> Decimal:
-    if isinstance(raw, float):
-        raise ValidationError(f"{owner}: give the amount as a decimal string, not a float")
-    try:
-        amount = Decimal(str(raw).strip())
-    except InvalidOperation:
-        raise ValidationError(f"{owner}: '{raw}' is not an amount")
-    if not amount.is_finite() or amount < 0:
-        raise ValidationError(f"{owner}: an amount must be zero or more")
-    if amount != amount.quantize(Decimal(1).scaleb(-decimals)):
-        raise ValidationError(f"{owner}: {amount} has more than {decimals} decimal places")
-    return amount
+def _parse_amount(owner: str, raw, locked: ValuationRound) -> Decimal:
+    column = Payout._meta.get_field("amount")
+    return money.amount_parse(raw, decimals=locked.decimals, label=owner, currency=locked.currency,
+                              max_digits=column.max_digits, decimal_places=column.decimal_places)
 
 
 @transaction.atomic
@@ -53,7 +47,7 @@ def payout_correct(*, valuation_round: ValuationRound, amounts: dict, reason: st
     unknown = sorted(set(amounts) - set(active))
     if unknown:
         raise ValidationError(f"no approved payout in round '{locked.name}' for: {', '.join(unknown)}")
-    wanted = {owner: _parse_amount(owner, raw, locked.decimals) for owner, raw in amounts.items()}
+    wanted = {owner: _parse_amount(owner, raw, locked) for owner, raw in amounts.items()}
     changed = {owner: amount for owner, amount in wanted.items() if amount != active[owner].amount}
     if not changed:
         raise ValidationError("every amount given is already what the owner is paid: nothing to correct")

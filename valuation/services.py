@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import traceback
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config import money
 from marketplace.models import Contribution, DataOwner, EvalSet
 
 from . import objectives as objectives_module
@@ -44,23 +45,15 @@ def _validate_choice(value: str, choices, label: str) -> None:
         raise ValidationError(f"unknown {label} '{value}'; choose one of: {', '.join(choices.values)}")
 
 
-def _parse_pool(pool, decimals: int) -> Decimal:
-    if isinstance(pool, float):
-        raise ValidationError("pool must be given as a decimal string, not a float")
-    try:
-        amount = Decimal(str(pool))
-    except InvalidOperation:
-        raise ValidationError(f"pool '{pool}' is not a number")
-    if not amount.is_finite() or amount < 0:
-        raise ValidationError("pool must be a non-negative amount")
-    if amount != amount.quantize(Decimal(1).scaleb(-decimals)):
-        raise ValidationError(f"pool {amount} has more than {decimals} decimal places; it could not be paid exactly")
-    return amount
+def _parse_pool(pool, *, currency: str, decimals: int) -> Decimal:
+    column = ValuationRound._meta.get_field("pool")
+    return money.amount_parse(pool, decimals=decimals, label="pool", currency=currency,
+                              max_digits=column.max_digits, decimal_places=column.decimal_places)
 
 
 def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, utility: str = Utility.PREFERENCE_ACCURACY,
                  composition: str = Composition.SUM, estimator: str = Estimator.AUTO, seed: int = 0,
-                 currency: str = "USD", decimals: int = 2, training: dict | None = None, beta: float | None = None,
+                 currency: str = "USD", decimals: int | None = None, training: dict | None = None, beta: float | None = None,
                  owners: list[str] | None = None, budget: int | None = None, target: float | None = None,
                  objectives=None, payout_objective=None, decoding: dict | None = None, prompts: int | None = None,
                  data_quality: bool = False, data_quality_options: dict | None = None,
@@ -73,7 +66,8 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
     _validate_choice(estimator, Estimator, "estimator")
-    amount = _parse_pool(pool, decimals)
+    currency, decimals = money.currency_resolve(currency, decimals)  # decimals default to the currency's
+    amount = _parse_pool(pool, currency=currency, decimals=decimals)
     if ValuationRound.objects.filter(name=name).exists():
         raise ValidationError(f"a round named '{name}' already exists")
     base_dir = Path(base_model_dir).expanduser().resolve()
@@ -97,7 +91,7 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
             name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
             base_model_path=str(base_dir), base_model_hash=stages.model_dir_hash(base_dir), utility=utility,
             composition=composition, estimator=estimator, seed=seed, config=config, pool=amount,
-            currency=currency.upper(), decimals=decimals, status=ValuationRound.Status.DRAFT, data_quality=data_quality,
+            currency=currency, decimals=decimals, status=ValuationRound.Status.DRAFT, data_quality=data_quality,
             progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
         valuation_round.full_clean()
         valuation_round.save()

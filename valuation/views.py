@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Count, Max, OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -19,7 +20,7 @@ from marketplace import selectors as marketplace_selectors
 
 from . import charts, selectors, services
 from .forms import RoundForm
-from .models import ValuationRound
+from .models import FidelityReport, ValuationRound
 
 COALITION_TABLE_ROWS = 64  # the chart shows every coalition; the table the first ones by mask
 OWNER_ROWS_PER_PAGE = 100  # a 1,000-owner round's table in pages; the CSV export has everyone
@@ -171,9 +172,15 @@ def _results_cache_key(valuation_round: ValuationRound) -> str | None:
     if valuation_round.status != ValuationRound.Status.DONE:
         return None
     approved = valuation_round.approved_at.timestamp() if valuation_round.approved_at else 0
-    # A fidelity check that finishes after the round must show without waiting for the cache to expire.
-    report = valuation_round.fidelity_reports.filter(status="done").order_by("-pk").values_list("pk", flat=True).first()
-    return f"{valuation_round.pk}:{valuation_round.created_at.timestamp()}:{approved}:{report or 0}"
+    # A fidelity check that finishes after the round must show without waiting for the cache to expire; so must
+    # a payout correction, which changes no total: the ledger is append-only, so its newest entry marks one.
+    report = FidelityReport.objects.filter(round=OuterRef("pk"), status="done").order_by("-pk").values("pk")[:1]
+    latest = ValuationRound.objects.filter(pk=valuation_round.pk).annotate(
+        report=Subquery(report), entries=Count("payouts"), last=Max("payouts__id")).values_list(
+        "report", "entries", "last").get()
+    report_id, entries, last = latest
+    return (f"{valuation_round.pk}:{valuation_round.created_at.timestamp()}:{approved}:{report_id or 0}:"
+            f"{entries}:{last or 0}")
 
 
 @staff_member_required

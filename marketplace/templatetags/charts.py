@@ -9,6 +9,8 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from config import money
+
 register = template.Library()
 _JSON_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
 
@@ -41,3 +43,9 @@ def pct(share, places=0):
     if share is None:
         return "—"
     return f"{float(share) * 100:.{int(places)}f}%"
+
+
+@register.filter
+def amount(value, places=2):
+    """Money in its currency's minor unit: {{ p.amount|amount:round.decimals }} or {{ x|amount:"JPY" }}."""
+    return money.amount_format(value, places)

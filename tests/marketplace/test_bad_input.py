@@ -181,6 +181,11 @@ CASES = [
          jsonl_bytes([{"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "bot", "content": "yo"}],
                        "rejected": [{"role": "assistant", "content": "no"}]}]),
          Refusal(1, "chosen", "message 1 has unknown role 'bot'")),
+    Case("message-extra-key", "p.jsonl",
+         jsonl_bytes([{"prompt": [{"role": "user", "content": "hi"}],
+                       "chosen": [{"role": "assistant", "content": "yo", "padding": "x" * 400_000}],
+                       "rejected": [{"role": "assistant", "content": "no"}]}]),
+         Refusal(1, "chosen", "message 1 has key(s) 'padding'; only 'role' and 'content' are allowed")),
 ]
 
 
@@ -394,7 +399,7 @@ CONVERSATIONS = [
      "chosen": [{"role": "assistant", "content": "White."}],
      "rejected": [{"role": "assistant", "content": "Grün — “vielleicht”."}]},
     {"prompt": [{"role": "user", "content": "Best emoji?"}],
-     "chosen": [{"role": "assistant", "content": "🙂", "name": "helper"}],
+     "chosen": [{"role": "assistant", "content": "🙂"}],
      "rejected": [{"role": "assistant", "content": "none"}]},
 ]
 

@@ -88,7 +88,6 @@ def test_jsonl_accepts_escaped_surrogate_pairs_but_refuses_a_lone_surrogate():
 
 def test_conversational_jsonl_is_stored_losslessly():
     records = [dict(r) for r in CONVERSATIONS]
-    records[0]["prompt"] = [{**records[0]["prompt"][0], "name": "sys"}, records[0]["prompt"][1]]  # extra keys kept
     result = parse(jsonl_bytes(records))
     assert result.errors == [] and [p.pair_format for p in result.pairs] == ["conversational"] * 2
     for pair, record in zip(result.pairs, records):
@@ -200,6 +199,15 @@ def test_parquet_row_rules(column, values, message):
     ({"rejected": [{"role": "assistant", "content": "Paris."}]}, "rejected", "chosen and rejected are identical"),
     ({"chosen": [{"role": "assistant", "content": "y" * 201}]}, "chosen",
      "201 characters of content; the limit is 200"),
+    ({"chosen": [{"role": "assistant", "content": "ok", "name": "x" * 100_000}]}, "chosen",
+     "message 1 has key(s) 'name'; only 'role' and 'content' are allowed"),
+    ({"prompt": [{"role": "user", "content": "hi"}, {"role": "user", "content": "q", "weight": 2, "a": 1}]}, "prompt",
+     "message 2 has key(s) 'a', 'weight'; only 'role' and 'content' are allowed"),
+    # 20 one-character messages are 20 characters of content but 701 as stored
+    ({"chosen": [{"role": "assistant", "content": "y"}] * 20}, "chosen",
+     "701 characters as stored (the messages as JSON); the limit is 200"),
+    # quotes and backslashes are escaped in the stored JSON: 90 characters of content, 215 stored
+    ({"chosen": [{"role": "assistant", "content": '"\\' * 45}]}, "chosen", "215 characters as stored"),
 ])
 def test_conversational_rules(change, field, message):
     result = parse(jsonl_bytes([{**CONVERSATIONS[0], **change}]))
@@ -409,6 +417,16 @@ def assert_result_or_refusal(data: bytes, name: str) -> None:
         for text in (pair.prompt, pair.chosen, pair.rejected):
             text.encode("utf-8")  # storable in any UTF-8 database
             assert "\x00" not in text and 0 < len(text)
+
+
+def test_conversational_parquet_with_extra_message_fields_is_refused():
+    rows = [{**CONVERSATIONS[0], "chosen": [{"role": "assistant", "content": "Paris.", "meta": "z" * 5000}]}]
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buf)
+    result = parse(buf.getvalue(), "conv.parquet")
+    assert result.pairs == []
+    assert [(e.row, e.field, e.message) for e in result.errors] == [
+        (1, "chosen", "message 1 has key(s) 'meta'; only 'role' and 'content' are allowed")]
 
 
 @hypothesis_settings(max_examples=300, deadline=None)

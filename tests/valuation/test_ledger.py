@@ -159,6 +159,8 @@ def test_a_correction_appends_a_reversal_and_a_new_payout(approved, staff_user):
     ({"ann": "50.00"}, "x", "nothing to correct"),
     ({"nobody": "1.00"}, "x", "no approved payout in round 'ledger-round' for: nobody"),
     ({"ann": "1.001", "ben": "78.999"}, "x", "more than 2 decimal places"),
+    ({"ann": "99999999999999.99", "ben": "0"}, "x", "over the largest amount that can be stored exactly"),
+    ({"ann": "1E+40", "ben": "0"}, "x", "over the largest amount that can be stored exactly"),
     ({"ann": "-5", "ben": "85"}, "x", "zero or more"),
     ({"ann": "NaN"}, "x", "zero or more"),
     ({"ann": 45.0, "ben": "35"}, "x", "not a float"),
@@ -169,6 +171,21 @@ def test_corrections_that_would_break_the_books_are_refused(approved, amounts, r
     with pytest.raises(ValidationError, match=says.replace("+", r"\+").replace("(", r"\(")):
         ledger.payout_correct(valuation_round=approved, amounts=amounts, reason=reason)
     assert Payout.objects.filter(round=approved).count() == 3
+
+
+def test_a_yen_round_is_corrected_in_whole_yen(eval_set, owners, staff_user):
+    r = ValuationRound.objects.create(name="yen", eval_set=eval_set, eval_set_hash="e" * 64, base_model_path="/m",
+                                      base_model_hash="b" * 64, pool=Decimal(1000), currency="JPY", decimals=0,
+                                      status=ValuationRound.Status.DONE)
+    for index, (owner, amount) in enumerate(zip(owners, [500, 300, 200])):
+        RoundOwner.objects.create(round=r, owner=owner, index=index, n_pairs=1, data_hash=f"{index}" * 64)
+        Payout.objects.create(round=r, owner=owner, amount=Decimal(amount), share=Decimal(amount) / 1000,
+                              currency="JPY")
+    services.payout_approve(valuation_round=r, approved_by=staff_user)
+    with pytest.raises(ValidationError, match="more than 0 decimal places"):
+        ledger.payout_correct(valuation_round=r, amounts={"ann": "450.50", "ben": "349.50"}, reason="x")
+    ledger.payout_correct(valuation_round=r, amounts={"ann": "450", "ben": "350"}, reason="x")
+    assert active_amounts(r) == {"ann": Decimal(450), "ben": Decimal(350), "cat": Decimal(200)}
 
 
 def test_drafts_are_not_corrected(eval_set, owners):
@@ -212,6 +229,10 @@ def test_staff_correct_through_the_api_and_owners_read_only_their_entries(approv
     assert body["totals"]["paid"] == "100.00"
     bad = api_staff.post(f"{path}/corrections/", {"amounts": {"ann": "41.00"}, "reason": "x"}, format="json")
     assert bad.status_code == 400 and "must leave its total unchanged" in bad.json()["detail"]
+    huge = api_staff.post(f"{path}/corrections/", {"amounts": {"ann": "12345678901234.57", "cat": "0"},
+                                                   "reason": "x"}, format="json")
+    assert huge.status_code == 400
+    assert "ann: 12345678901234.57 is over the largest amount that can be stored exactly" in huge.json()["detail"]
 
     ann = APIClient()
     ann.force_authenticate(owners[0].user)

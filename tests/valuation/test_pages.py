@@ -16,7 +16,7 @@ from django.test import Client
 from marketplace.services import eval_set_create, owner_create
 from tests.conftest import PASSWORD, jsonl_bytes, make_pairs
 from tests.dashboards import additive_table, round_for, write_objective_values, write_results
-from valuation import selectors, services
+from valuation import ledger, selectors, services
 from valuation.models import Payout, ValuationRound
 
 pytestmark = pytest.mark.django_db
@@ -138,6 +138,21 @@ def test_a_done_round_page_is_served_from_cache_until_payouts_are_approved(done_
     after = body(client.get(f"/rounds/{r.pk}/"))
     assert "draft — not approved yet" not in after and "Approve payouts" not in after
     assert after.count("<td>approved</td>") == 3
+
+
+def test_a_payout_correction_shows_on_the_cached_round_page_at_once(done_round, staff_user):
+    r, team = done_round
+    client = client_for(staff_user)
+    services.payout_approve(valuation_round=r, approved_by=staff_user)
+    before = body(client.get(f"/rounds/{r.pk}/"))
+    paid = {p.owner.user.username: p.amount for p in Payout.objects.active().filter(round=r)}
+    first, second = team[0].user.username, team[2].user.username
+    moved = {first: paid[first] - Decimal("7.00"), second: paid[second] + Decimal("7.00")}
+    assert f"{moved[first]:.2f} USD" not in before
+    ledger.payout_correct(valuation_round=r, amounts={k: str(v) for k, v in moved.items()}, reason="misattributed")
+    after = body(client.get(f"/rounds/{r.pk}/"))
+    assert f"{moved[first]:.2f} USD" in after and f"{moved[second]:.2f} USD" in after
+    assert f"{paid[first]:.2f} USD" not in after
 
 
 @pytest.mark.parametrize("n_owners", [3, 12])
@@ -287,3 +302,26 @@ def test_api_docs_use_no_cdn(client):
     html = body(client.get("/api/docs/"))
     assert "swagger-ui-dist" in html and "cdn." not in html.lower() and "https://" not in html
     assert client.get(re.search(r'src="([^"]*swagger-ui-bundle\.js)"', html).group(1)).status_code == 200
+
+
+@pytest.mark.parametrize("currency, decimals, pool", [("KWD", 3, "100.000"), ("JPY", 0, "1000")])
+def test_amounts_show_in_the_currencys_minor_unit_on_every_page_and_export(eval_set, staff_user, currency,
+                                                                          decimals, pool):
+    team = owners(3)
+    r = round_for("r-money", eval_set, team, pool=pool)
+    ValuationRound.objects.filter(pk=r.pk).update(currency=currency, decimals=decimals)
+    r.refresh_from_db()
+    r = write_results(r, [0.2, 0.1, 0.1])
+    payouts = {p.owner_id: f"{p.amount.quantize(r.minor_unit)} {currency}" for p in Payout.objects.filter(round=r)}
+    paid = list(payouts.values())
+    client = client_for(staff_user)
+    page = body(client.get(f"/rounds/{r.pk}/"))
+    assert all(a in page for a in paid) and f"{Decimal(pool)} of {Decimal(pool)} {currency}" in page
+    assert f"{Decimal(pool)} {currency}" in body(client.get("/rounds/"))
+    assert f"{Decimal(pool)} {currency}" in body(client.get("/overview/"))
+    statement = body(client_for(team[0].user).get(f"/rounds/{r.pk}/statement/"))
+    assert f"<dd>{Decimal(pool)} {currency}</dd>" in statement and payouts[team[0].pk] in statement
+    rows = list(csv.reader(io.StringIO(body(client.get(f"/rounds/{r.pk}/payouts.csv")))))
+    amounts = [row[rows[0].index("amount")] for row in rows[1:]]
+    assert sorted(amounts) == sorted(a.split()[0] for a in paid)
+    assert all(len(a.partition(".")[2]) == decimals for a in amounts)

@@ -43,12 +43,26 @@ def test_round_create_snapshots_participants_and_config(market, fake_model_dir):
     ({"pool": "-1"}, "non-negative"),
     ({"pool": "ten"}, "not a number"),
     ({"pool": "10.005"}, "more than 2 decimal places"),
+    ({"pool": "99999999999999.99"}, "over the largest amount that can be stored exactly, 9,999,999,999,999.99 USD"),
+    ({"pool": "12345678901234.57"}, "over the largest amount"),
+    ({"pool": "1000.5", "currency": "JPY"}, "more than 0 decimal places"),
+    ({"pool": "100000000000000", "currency": "JPY"}, "over the largest amount"),
+    ({"currency": "<b>"}, "currency '<b>' is not an ISO 4217 currency code"),
+    ({"currency": "XYZ"}, "not an ISO 4217 currency code"),
+    ({"currency": "JPY", "decimals": 2}, "JPY is paid in 0 decimal places, not 2"),
+    ({"currency": "USD", "decimals": 3}, "USD is paid in 2 decimal places, not 3"),
     ({"utility": "vibes"}, "unknown utility 'vibes'"),
     ({"composition": "max"}, "unknown composition"),
     ({"estimator": "exact", "budget": 3}, "needs 2^2 = 4 utility evaluations"),
     ({"estimator": "kernel", "budget": 5}, "too small for 2 owners"),
     ({"target": 1.5}, "target must be a share of the pool"),
     ({"training": {"epochz": 3}}, "unknown training option(s): epochz"),
+    ({"training": {"batch_size": 0}}, "training option 'batch_size': must be between 1 and 4,096, got 0"),
+    ({"training": {"epochs": "four"}}, "training option 'epochs': must be an integer, got 'four'"),
+    ({"training": {"learning_rate": -0.1}}, "training option 'learning_rate': must be in (0, 1]"),
+    ({"training": {"loss_types": ["sigmoid"]}}, "training option 'loss_weights': 2 weight(s) for 1 loss type(s)"),
+    ({"training": {"loss_types": ["sft"], "loss_weights": [1]}}, "needs a preference loss"),
+    ({"seed": 2**32}, "training option 'seed'"),
     ({"owners": ["alice", "zed"]}, "no accepted data for owner(s): zed"),
 ])
 def test_round_create_refuses_bad_requests(market, fake_model_dir, overrides, message):
@@ -56,6 +70,15 @@ def test_round_create_refuses_bad_requests(market, fake_model_dir, overrides, me
         create(market, fake_model_dir, **overrides)
     assert message in "; ".join(info.value.messages)
     assert ValuationRound.objects.count() == 0 and RoundOwner.objects.count() == 0
+
+
+@pytest.mark.parametrize("currency, pool, decimals", [("USD", "9999999999999.99", 2), ("jpy", "99999999999999", 0),
+                                                     ("KWD", "999999999999.999", 3), ("KWD", "0.125", 3)])
+def test_a_round_takes_its_decimals_from_the_currency_and_keeps_the_pool_exactly(market, fake_model_dir, currency,
+                                                                               pool, decimals):
+    r = create(market, fake_model_dir, pool=pool, currency=currency)
+    r.refresh_from_db()  # read back from the database: SQLite keeps a DecimalField as REAL
+    assert (r.currency, r.decimals, r.pool) == (currency.upper(), decimals, Decimal(pool))
 
 
 def test_round_create_refuses_missing_model_dir_and_duplicate_name(market, fake_model_dir, tmp_path):
@@ -124,3 +147,20 @@ def test_round_queue_and_cancel_transitions(market, fake_model_dir):
         services.round_cancel(valuation_round=r)
     with pytest.raises(ValidationError, match="cannot be run"):
         services.round_execute(round_id=r.pk)
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("--training", '{"batch_size": 0}', "training option 'batch_size': must be between 1"),
+    ("--training", '{"epochs": "four"}', "training option 'epochs': must be an integer"),
+    ("--currency", "<b>", "not an ISO 4217 currency code"),
+    ("--pool", "99999999999999.99", "over the largest amount that can be stored exactly"),
+])
+def test_run_round_refuses_a_bad_config_before_creating_anything(market, fake_model_dir, option, value, says):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    args = {"--pool": "10.00", option: value}
+    with pytest.raises(CommandError, match=says):
+        call_command("run_round", "--name", "cli", "--base-model", str(fake_model_dir), "--eval-set", "eval",
+                     *[part for pair in args.items() for part in pair])
+    assert ValuationRound.objects.count() == 0

@@ -57,6 +57,12 @@ class DecodingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"decoding {name} must be a positive integer, got {value!r}")
+        for name in ("temperature", "top_p"):  # a string or a bool here would pass or crash the checks below
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"decoding {name} must be a number, got {value!r}")
+        if not isinstance(self.greedy, bool):
+            raise ValueError(f"decoding greedy must be true or false, got {self.greedy!r}")
         if not 0 < self.temperature < float("inf"):
             raise ValueError(f"decoding temperature must be a positive number, got {self.temperature!r}")
         if not 0 < self.top_p <= 1:

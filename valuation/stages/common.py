@@ -80,7 +80,12 @@ def round_config(*, training: dict, seed: int, beta: float | None, budget: int, 
     overrides = dict(training, seed=seed)
     if beta is not None:
         overrides["beta"] = beta
-    cfg = TrainingConfig(**overrides)
+    try:
+        cfg = TrainingConfig(**overrides)
+    except ValueError as exc:
+        from django.core.exceptions import ValidationError
+
+        raise ValidationError(str(exc)) from None
     config = {"training": dataclasses.asdict(cfg), "beta": cfg.beta, "seed": seed, "budget": budget,
               "target": target, "versions": _library_versions()}
     from valuation.engine.base_model import threads_to_use
