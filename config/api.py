@@ -7,7 +7,9 @@ the size limits 413, any other SuspiciousOperation (a hostile multipart body) 40
 from django.core.exceptions import (
     PermissionDenied, RequestDataTooBig, SuspiciousOperation, ValidationError as DjangoValidationError,
 )
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.response import Response
@@ -25,10 +27,11 @@ class TokenObtainApi(ObtainAuthToken):
 
     throttle_classes = []  # the sign-in limits below replace request throttling
 
-    class OutputSerializer(serializers.Serializer):
+    class TokenOutputSerializer(serializers.Serializer):
         token = serializers.CharField()
-        expires = serializers.DateTimeField()
+        expires = serializers.DateTimeField(help_text="after this the token answers 401; sign in again for a new one")
 
+    @extend_schema(request=AuthTokenSerializer, responses=TokenOutputSerializer)
     def post(self, request, *args, **kwargs):
         data = request.data if hasattr(request.data, "get") else {}
         username = str(data.get("username", ""))[:USERNAME_CHARS]
@@ -44,7 +47,7 @@ class TokenObtainApi(ObtainAuthToken):
         user = serializer.validated_data["user"]
         login_succeeded(request, username)
         token = token_obtain(user=user)
-        return Response(self.OutputSerializer({"token": token.key, "expires": token_expires_at(token)}).data)
+        return Response(self.TokenOutputSerializer({"token": token.key, "expires": token_expires_at(token)}).data)
 
 
 def exception_handler(exc, context):
