@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import time
 from functools import wraps
 
@@ -65,42 +66,42 @@ def client_address(request) -> str:
 
 
 class _Keys:
-    """Cache keys of one attempt: the account (a hash of the case-folded username) and the address."""
+    """Cache keys of one attempt: the account (a hash of the case-folded username) and the address. A count's
+    key names its window (fixed, aligned to the clock), so a new window starts from zero by itself."""
 
     def __init__(self, request, username: str):
-        account = hashlib.sha256(str(username).strip().casefold().encode()).hexdigest()[:32]
-        address = client_address(request)
-        self.counts = {"account_address": f"login-fail:pair:{account}:{address}",
-                       "address": f"login-fail:ip:{address}", "account": f"login-fail:user:{account}"}
-        self.known = f"login-known:{account}:{address}"
-        self.slow = f"login-slow:{account}:{address}"
+        self.account = hashlib.sha256(str(username).strip().casefold().encode()).hexdigest()[:32]
+        self.address = client_address(request)
+        self.known = f"login-known:{self.account}:{self.address}"
+        self.slow = f"login-slow:{self.account}:{self.address}"
+
+    def count(self, scope: str, window: int) -> str:
+        who = {"account_address": f"{self.account}:{self.address}", "address": self.address,
+               "account": self.account}[scope]
+        return f"login-fail:{scope}:{who}:{window}"
 
 
-def _limit(scope: str) -> tuple[int, int]:
-    return parse_rate(settings.LOGIN_FAILURE_LIMITS[scope])
-
-
-def _seconds_left(key: str, default: int) -> int:
-    until = cache.get(f"{key}:until")
-    return max(1, int(until - time.time()) + 1) if until else default
+def _window(scope: str) -> tuple[int, int, int]:
+    """(limit, window length, current window number) of a scope."""
+    limit, seconds = parse_rate(settings.LOGIN_FAILURE_LIMITS[scope])
+    return limit, seconds, int(time.time() // seconds)
 
 
 def _over(keys: _Keys, scope: str) -> int:
     """Seconds until this scope's window ends if its count is at the limit, else 0."""
-    count, seconds = _limit(scope)
-    key = keys.counts[scope]
-    return _seconds_left(key, seconds) if (cache.get(key) or 0) >= count else 0
+    limit, seconds, window = _window(scope)
+    if (cache.get(keys.count(scope, window)) or 0) < limit:
+        return 0
+    return max(1, math.ceil((window + 1) * seconds - time.time()))
 
 
 def _count_failure(key: str, seconds: int) -> None:
-    if cache.add(key, 1, timeout=seconds):  # the window starts at the first failure
-        cache.set(f"{key}:until", time.time() + seconds, timeout=seconds)
+    if cache.add(key, 1, timeout=seconds + 1):
         return
     try:
         cache.incr(key)
     except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=seconds)
-        cache.set(f"{key}:until", time.time() + seconds, timeout=seconds)
+        cache.set(key, 1, timeout=seconds + 1)
 
 
 def login_wait(request, username: str) -> int:
@@ -113,14 +114,15 @@ def login_wait(request, username: str) -> int:
         return _over(keys, "address") or _over(keys, "account")
     if _over(keys, "account"):  # a known address is slowed, not locked
         until = cache.get(keys.slow)
-        return max(1, int(until - time.time()) + 1) if until else 0
+        return max(1, math.ceil(until - time.time())) if until else 0
     return 0
 
 
 def login_failed(request, username: str) -> None:
     keys = _Keys(request, username)
-    for scope, key in keys.counts.items():
-        _count_failure(key, _limit(scope)[1])
+    for scope in settings.LOGIN_FAILURE_LIMITS:
+        _, seconds, window = _window(scope)
+        _count_failure(keys.count(scope, window), seconds)
     if cache.get(keys.known) and _over(keys, "account"):
         pause = settings.LOGIN_SLOW_SECONDS
         cache.set(keys.slow, time.time() + pause, timeout=pause)
@@ -128,7 +130,7 @@ def login_failed(request, username: str) -> None:
 
 def login_succeeded(request, username: str) -> None:
     keys = _Keys(request, username)
-    cache.delete_many([keys.counts["account_address"], f"{keys.counts['account_address']}:until", keys.slow])
+    cache.delete_many([keys.count("account_address", _window("account_address")[2]), keys.slow])
     cache.set(keys.known, 1, timeout=settings.LOGIN_KNOWN_ADDRESS_DAYS * 86400)
 
 

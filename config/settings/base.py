@@ -92,6 +92,11 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", d
 # A directory by default, so the web workers of `make serve` render a finished round once between them
 # and count sign-in attempts together; CACHE_URL=redis://host:6379/1 when there are several machines.
 CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
+# A file or in-memory cache forgets a third of its entries at random once it holds MAX_ENTRIES (Django's default,
+# 300, is a few hundred failed sign-ins): a guesser could flush the sign-in counts by making new ones. Redis has no
+# such cap.
+if CACHES["default"]["BACKEND"].endswith(("FileBasedCache", "LocMemCache")):
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 10_000)
 
 # --- Auth -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
