@@ -86,3 +86,26 @@ def test_an_upload_during_a_round_leaves_its_data_quality_stage_to_succeed(tiny_
     assert report.n_pairs == 15 == report.pair_values.count()
     used = {c.pk for p in r.participants.all() for c in p.contributions.all()}
     assert set(report.pair_values.values_list("pair__contribution_id", flat=True)) == used
+
+
+def test_training_reads_the_snapshot_and_refuses_changed_data(fake_model_dir, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from valuation.engine import dpo
+    from valuation.stages.training import _train_or_adopt
+
+    trained = {}
+
+    def fake_train(base_model_path, pairs, out_dir, cfg, **kwargs):
+        trained["pairs"] = pairs
+        return SimpleNamespace(model_hash="h", seconds=0.0, metrics={})
+
+    monkeypatch.setattr(dpo, "train_owner_model", fake_train)
+    r, alice, _ = make_round(fake_model_dir)
+    participant = r.participants.get(owner=alice)
+    upload_more(alice, 85)
+    _train_or_adopt(r, participant, None, tmp_path / "model")
+    assert len(trained["pairs"]) == 10 and pairs_digest(trained["pairs"]) == participant.data_hash
+    Contribution.objects.filter(owner=alice).order_by("created_at").first().delete()
+    with pytest.raises(ValidationError, match="alice's data changed since the round was created"):
+        _train_or_adopt(r, participant, None, tmp_path / "model")
