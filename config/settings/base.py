@@ -115,7 +115,7 @@ LOGIN_FAILURE_LIMITS = {
     "account": env("LOGIN_FAILURES_PER_ACCOUNT", default="30/1h"),
 }
 LOGIN_KNOWN_ADDRESS_DAYS = env.int("LOGIN_KNOWN_ADDRESS_DAYS", default=90)  # how long a signed-in address stays known
-LOGIN_SLOW_SECONDS = env.int("LOGIN_SLOW_SECONDS", default=60)  # over the ceiling: one try this often from a known address
+LOGIN_SLOW_SECONDS = env.int("LOGIN_SLOW_SECONDS", default=60)  # over the ceiling: a known address tries this often
 API_TOKEN_DAYS = env.int("API_TOKEN_DAYS", default=30)  # an API token is refused (401) this long after it was issued
 RATELIMIT_CLIENT_IP_HEADER = env("RATELIMIT_CLIENT_IP_HEADER", default="")  # e.g. HTTP_X_REAL_IP behind a proxy
 LOGIN_URL = "marketplace:login"
