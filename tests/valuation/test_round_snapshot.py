@@ -109,3 +109,13 @@ def test_training_reads_the_snapshot_and_refuses_changed_data(fake_model_dir, tm
     Contribution.objects.filter(owner=alice).order_by("created_at").first().delete()
     with pytest.raises(ValidationError, match="alice's data changed since the round was created"):
         _train_or_adopt(r, participant, None, tmp_path / "model")
+
+
+def test_an_eval_set_changed_under_the_round_is_refused_in_plain_words(fake_model_dir):
+    from marketplace.models import EvalPair
+
+    r, _, _ = make_round(fake_model_dir)
+    EvalPair.objects.filter(eval_set=r.eval_set, row_number=1).update(chosen="an answer edited in the database")
+    report = run_data_quality(r)
+    assert report.status == DataQualityReport.Status.FAILED
+    assert report.error == "the eval set 'snap-eval' changed since the round was created"
