@@ -18,8 +18,14 @@ from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport
 
 
 class RoundOutputSerializer(serializers.ModelSerializer):
+    """Staff (context `staff`) read the round's recorded error in full; anyone else a plain line."""
+
     eval_set = serializers.CharField(source="eval_set.name")
     n_owners = serializers.IntegerField(source="participants.count")
+    error = serializers.SerializerMethodField()
+
+    def get_error(self, valuation_round) -> str:
+        return selectors.error_for(valuation_round.error, staff=bool(self.context.get("staff")))
 
     class Meta:
         model = ValuationRound
@@ -74,7 +80,8 @@ class RoundListCreateApi(APIView):
         rounds = selectors.round_list_for(user=request.user)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(rounds, request, view=self)
-        return paginator.get_paginated_response(RoundOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(
+            RoundOutputSerializer(page, many=True, context={"staff": request.user.is_staff}).data)
 
     @extend_schema(request=RoundInputSerializer, responses={201: RoundOutputSerializer})
     def post(self, request):
@@ -92,7 +99,8 @@ class RoundListCreateApi(APIView):
                 data_quality=data["data_quality"], data_quality_options=data.get("data_quality_options"),
                 created_by=request.user)
             valuation_round = services.round_queue(valuation_round=valuation_round)
-        return Response(RoundOutputSerializer(valuation_round).data, status=status.HTTP_201_CREATED)
+        return Response(RoundOutputSerializer(valuation_round, context={"staff": True}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class RoundUnitOutputSerializer(serializers.ModelSerializer):

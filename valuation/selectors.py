@@ -13,6 +13,18 @@ from django.http import Http404
 from .models import ObjectiveValue, OwnerValue, Payout, RoundOwner, ValuationRound
 
 
+# What an owner reads about a failure (of a round, its data-quality stage, a fidelity check): the recorded error is
+# for the staff who can fix it and may hold a traceback, file paths and other owners' names.
+OWNER_FAILURE_MESSAGE = "the round failed; the marketplace staff have been told"
+
+
+def error_for(error: str, *, staff: bool) -> str:
+    """A recorded error as the reader may see it: staff in full, anyone else the plain message (or nothing)."""
+    if not error:
+        return ""
+    return error if staff else OWNER_FAILURE_MESSAGE
+
+
 def contribution_used_in_round(*, contribution) -> bool:
     return RoundOwner.objects.filter(contributions=contribution).exists()
 

@@ -267,7 +267,9 @@ def round_statement(request, round_id: int):
         return render(request, "valuation/statement_choose.html", {
             "round": valuation_round, "participants": selectors.round_participants(valuation_round=valuation_round)})
     statement = selectors.round_statement(valuation_round=valuation_round, owner=owner)
-    return render(request, "valuation/statement.html", {"s": statement, "round": valuation_round})
+    return render(request, "valuation/statement.html", {
+        "s": statement, "round": valuation_round,
+        "failure": selectors.error_for(valuation_round.error, staff=request.user.is_staff)})
 
 
 STATEMENT_COLUMNS = ["round", "owner", "round_status", "utility", "composition", "estimator", "beta", "seed",

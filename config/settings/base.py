@@ -92,6 +92,11 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", d
 # A directory by default, so the web workers of `make serve` render a finished round once between them
 # and count sign-in attempts together; CACHE_URL=redis://host:6379/1 when there are several machines.
 CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
+# A file or in-memory cache forgets a third of its entries at random once it holds MAX_ENTRIES (Django's default,
+# 300, is a few hundred failed sign-ins): a guesser could flush the sign-in counts by making new ones. Redis has no
+# such cap.
+if CACHES["default"]["BACKEND"].endswith(("FileBasedCache", "LocMemCache")):
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 10_000)
 
 # --- Auth -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -100,9 +105,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Failed web / admin sign-ins allowed per window (config/ratelimit.py): per username, per client address.
-LOGIN_FAILURE_LIMITS = {"username": env("LOGIN_FAILURES_PER_USER", default="10/15m"),
-                        "address": env("LOGIN_FAILURES_PER_ADDRESS", default="50/15m")}
+# Failed sign-ins allowed per window, counted together at the web, admin and token doors (config/ratelimit.py).
+LOGIN_FAILURE_LIMITS = {
+    # one account from one address: refuses only that address for that account, so no one else is locked out
+    "account_address": env("LOGIN_FAILURES_PER_ACCOUNT_ADDRESS", default="10/15m"),
+    # one address, any accounts: a sprayer; accounts already signed in from the address are exempt
+    "address": env("LOGIN_FAILURES_PER_ADDRESS", default="50/15m"),
+    # one account from every address: the ceiling on a distributed guesser (new addresses refused, known ones slowed)
+    "account": env("LOGIN_FAILURES_PER_ACCOUNT", default="30/1h"),
+}
+LOGIN_KNOWN_ADDRESS_DAYS = env.int("LOGIN_KNOWN_ADDRESS_DAYS", default=90)  # how long a signed-in address stays known
+LOGIN_SLOW_SECONDS = env.int("LOGIN_SLOW_SECONDS", default=60)  # over the ceiling: a known address tries this often
+API_TOKEN_DAYS = env.int("API_TOKEN_DAYS", default=30)  # an API token is refused (401) this long after it was issued
 RATELIMIT_CLIENT_IP_HEADER = env("RATELIMIT_CLIENT_IP_HEADER", default="")  # e.g. HTTP_X_REAL_IP behind a proxy
 LOGIN_URL = "marketplace:login"
 LOGIN_REDIRECT_URL = "marketplace:home"
@@ -126,7 +140,7 @@ WHITENOISE_USE_FINDERS = True
 # --- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "config.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -134,9 +148,6 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    # POST /api/auth/token/ (config/ratelimit.py); read at request time, so tests and deployments can change them.
-    "DEFAULT_THROTTLE_RATES": {"login_ip": env("THROTTLE_LOGIN_IP", default="30/min"),
-                               "login_user": env("THROTTLE_LOGIN_USER", default="10/min")},
     "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=None),  # proxies in front: the client is in X-Forwarded-For
 }
 SPECTACULAR_SETTINGS = {

@@ -20,7 +20,8 @@ print(json.dumps({k: getattr(s, k) for k in (
     "SECURE_SSL_REDIRECT", "CSRF_TRUSTED_ORIGINS", "ALLOWED_HOSTS", "X_FRAME_OPTIONS")}
     | {"min_length": [v.get("OPTIONS", {}).get("min_length") for v in s.AUTH_PASSWORD_VALIDATORS
                       if v["NAME"].endswith("MinimumLengthValidator")][0],
-       "cache": s.CACHES["default"]["BACKEND"], "throttles": s.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]}))
+       "cache": s.CACHES["default"]["BACKEND"], "login_limits": s.LOGIN_FAILURE_LIMITS, "token_days": s.API_TOKEN_DAYS,
+       "cache_entries": s.CACHES["default"]["OPTIONS"]["MAX_ENTRIES"]}))
 """
 
 
@@ -46,7 +47,8 @@ def test_production_values():
         "CSRF_TRUSTED_ORIGINS": ["https://market.example.org", "https://admin.example.org"],
         "ALLOWED_HOSTS": ["market.example.org"], "X_FRAME_OPTIONS": "DENY", "min_length": 12,
         "cache": "django.core.cache.backends.filebased.FileBasedCache",
-        "throttles": {"login_ip": "30/min", "login_user": "10/min"}}
+        "login_limits": {"account_address": "10/15m", "address": "50/15m", "account": "30/1h"}, "token_days": 30,
+        "cache_entries": 10_000}
 
 
 @pytest.mark.parametrize("env_vars, says", [

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import traceback
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from marketplace.models import PairFormat
@@ -14,6 +16,14 @@ from marketplace.parsing import flatten_messages
 
 from ..models import ValuationRound
 
+
+def failure_text(exc: BaseException) -> str:
+    """What a failed round, stage or check records for staff: a refusal (ValidationError) is its own plain
+    message; anything else is a bug or an outage, so its traceback is kept for whoever fixes it. Owners
+    never see this text (valuation/selectors.py `error_for`)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(exc.messages)
+    return f"{type(exc).__name__}: {exc}\n\n" + "".join(traceback.format_exception(exc))[-4000:]
 
 
 def _as_text(value: str, pair_format: str) -> str:
@@ -27,13 +37,31 @@ def to_engine_pairs(rows) -> list:
                  rejected=_as_text(r.rejected, r.pair_format)) for r in rows]
 
 
+# Upload order (ids are random, config/ids.py), then row order: the data hash is reproducible.
+PAIR_ORDER = ("contribution__created_at", "contribution_id", "row_number")
+
+
 def owner_pairs(contributions) -> list:
     from marketplace.models import PreferencePair
 
-    # Upload order (ids are random, config/ids.py), then row order: the data hash is reproducible.
-    rows = PreferencePair.objects.filter(contribution__in=contributions).order_by(
-        "contribution__created_at", "contribution_id", "row_number")
+    rows = PreferencePair.objects.filter(contribution__in=contributions).order_by(*PAIR_ORDER)
     return to_engine_pairs(rows.iterator(chunk_size=2000))
+
+
+def snapshot_pairs(participant) -> tuple[list, list]:
+    """A participant's pairs exactly as the round snapshotted them when it was created: (rows, engine pairs),
+    in the order the data hash was taken. Every stage that reads an owner's data reads it here, so later
+    uploads never enter a round, and data that changed under it is refused rather than silently used."""
+    from marketplace.models import PreferencePair
+
+    rows = list(PreferencePair.objects.filter(contribution__in=participant.contributions.all()).order_by(*PAIR_ORDER))
+    pairs = to_engine_pairs(rows)
+    if len(rows) != participant.n_pairs or pairs_digest(pairs) != participant.data_hash:
+        raise ValidationError(
+            f"{participant.owner.name}'s data changed since the round was created ({participant.n_pairs} pairs "
+            f"then, {len(rows)} now): a contribution the round used was deleted or altered, so the round's "
+            "snapshot can no longer be read")
+    return rows, pairs
 
 
 def eval_pairs(eval_set) -> list:

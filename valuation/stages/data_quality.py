@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import traceback
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from marketplace.models import PairFormat, PreferencePair
 from marketplace.parsing import flatten_messages
 
 from ..models import DataQualityReport, PairCluster, PairValue, ValuationRound
-from .common import eval_pairs, model_dir_hash, pairs_digest, to_engine_pairs
+from .common import eval_pairs, failure_text, model_dir_hash, pairs_digest, snapshot_pairs
 
 logger = logging.getLogger(__name__)
 STALE = timedelta(minutes=15)  # as the round runner: a silent holder this long is dead
@@ -87,8 +86,7 @@ def ensure_data_quality(valuation_round: ValuationRound, *, on_progress=None) ->
         _assess_and_write(valuation_round, report, on_progress, started)
     except Exception as exc:
         DataQualityReport.objects.filter(pk=report.pk).update(
-            status=DataQualityReport.Status.FAILED, runner="", finished_at=timezone.now(),
-            error=f"{type(exc).__name__}: {exc}\n\n" + "".join(traceback.format_exception(exc))[-4000:])
+            status=DataQualityReport.Status.FAILED, runner="", finished_at=timezone.now(), error=failure_text(exc))
         raise
     except BaseException:  # interrupted: leave it running under a dead runner, so the next call resumes
         DataQualityReport.objects.filter(pk=report.pk).update(runner="")
@@ -130,14 +128,11 @@ class _Progress:
 
 
 def _pool(valuation_round: ValuationRound) -> tuple[list[PreferencePair], list[int], list]:
-    """Every participant's pairs in participant order: (rows, owner id per row, engine pairs)."""
+    """Every participant's pairs as the round snapshotted them, in participant order: (rows, owner id per row,
+    engine pairs). The same reader as training, so the stage values the data the round valued."""
     rows, owners, engine_pairs = [], [], []
     for participant in valuation_round.participants.select_related("owner").order_by("index"):
-        mine = list(PreferencePair.objects.filter(contribution__in=participant.contributions.all())
-                    .order_by("contribution_id", "row_number"))
-        pairs = to_engine_pairs(mine)
-        if pairs_digest(pairs) != participant.data_hash:
-            raise ValidationError(f"{participant.owner.name}'s data changed since the round was created")
+        mine, pairs = snapshot_pairs(participant)
         rows += mine
         owners += [participant.owner_id] * len(mine)
         engine_pairs += pairs
@@ -156,6 +151,8 @@ def _assess_and_write(valuation_round, report, on_progress, started: float) -> N
         raise ValidationError(f"the base model at {base_dir} changed since the round was created")
     rows, owners, pool = _pool(valuation_round)
     evals = eval_pairs(valuation_round.eval_set)
+    if pairs_digest(evals) != valuation_round.eval_set_hash:
+        raise ValidationError(f"the eval set '{valuation_round.eval_set.name}' changed since the round was created")
     reps = pair_representations(base_dir, pool + evals, base_model_hash=valuation_round.base_model_hash,
                                 cache_dir=representations_dir(),
                                 config=config.representation, on_progress=_Progress(report, on_progress, "embedding"))
