@@ -37,7 +37,7 @@ from valuation.engine.data import Pair  # noqa: E402
 from valuation.engine.representations import pair_representations  # noqa: E402
 from valuation.engine.similarity import REPRESENTATIONS, ScreenConfig, pair_vectors, screen  # noqa: E402
 
-THRESHOLDS = (0.7, 0.8, 0.85, 0.9, 0.95)
+THRESHOLDS = (0.8, 0.9, 0.95, 0.97, 0.99)
 KINDS = ("swap", "synonyms", "reorder", "template")
 SYNONYMS = {
     "How": "In what way", "best": "ideal", "way": "method", "tips": "advice", "tell": "show", "old": "aged",

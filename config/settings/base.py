@@ -188,8 +188,8 @@ REPRESENTATIONS_DIR = env("REPRESENTATIONS_DIR", default=None)
 # another owner's pair when the cosine of their base-model pair vectors exceeds SCREEN_PAIR_THRESHOLD, and an
 # owner with more than SCREEN_SHARE_THRESHOLD of their pairs so is flagged (approval then needs staff to
 # acknowledge them). Recorded in each round's config at creation; bench/similarity_screen.py measures them.
-SCREEN_PAIR_THRESHOLD = env.float("SCREEN_PAIR_THRESHOLD", default=0.9)
-SCREEN_SHARE_THRESHOLD = env.float("SCREEN_SHARE_THRESHOLD", default=0.05)
+SCREEN_PAIR_THRESHOLD = env.float("SCREEN_PAIR_THRESHOLD", default=0.95)
+SCREEN_SHARE_THRESHOLD = env.float("SCREEN_SHARE_THRESHOLD", default=0.1)
 
 # --- Celery -------------------------------------------------------------------
 # SQLAlchemy transport on a SQLite file: a broker with no server to install.

@@ -11,9 +11,15 @@ where μ_c, μ_r are the means of the *eval set's* chosen and rejected vectors. 
 states share a large common component, so uncentered cosines of unrelated pairs are all close to 1. The
 centre comes from the eval set, which owners do not control, so an owner cannot move it with their uploads.
 The concatenation keeps which response was chosen (a copy has both halves close); the pair difference
-z = f(x, y_w) − f(x, y_l) that the data-quality stage uses was measured worse at telling paraphrases from
-distinct pairs (bench/similarity_screen.py), because two unrelated pairs with the same kind of preference
-have similar differences.
+z = f(x, y_w) − f(x, y_l) that the data-quality stage uses was measured worse (bench/similarity_screen.py):
+two unrelated pairs with the same kind of preference have similar differences, so at any recall it flags
+far more distinct pairs.
+
+What the tiny base model's vectors can and cannot do (bench/similarity_screen.py, 200 eval pairs): a copy
+with words swapped is found every time at cosine 0.95 while 4% of distinct pairs reach it; synonyms (words
+the tiny tokenizer splits into bytes), reordered sentences and a changed template move a pair as far as a
+different question in the same template does, so they are NOT caught by it. A real base model separates
+these better; the thresholds are settings, and the bench measures them for whichever model a round uses.
 
 Per pair: the cosine of its nearest eval pair and of its nearest pair of *another* owner (and whose). Per
 owner: the share of pairs above `pair_threshold` for either, and the owner is flagged when a share exceeds
@@ -34,8 +40,8 @@ REPRESENTATIONS = ("concat", "diff")
 
 @dataclass(frozen=True)
 class ScreenConfig:
-    pair_threshold: float = 0.9  # cosine of u above which two pairs count as near-identical (bench/similarity_screen.py)
-    share_threshold: float = 0.05  # an owner with more than this share near-identical to eval or another owner is flagged
+    pair_threshold: float = 0.95  # cosine of u above which two pairs count as near-identical: 4% of distinct pairs
+    share_threshold: float = 0.1  # flagged above this share near-identical to eval or another owner: 2.5× that 4%
     representation: str = "concat"  # "concat" ([ĉ; r̂], the default) or "diff" (z, measured for comparison)
     chunk: int = 2048  # rows × columns of similarities computed at once
 
