@@ -148,8 +148,9 @@ def _check_screen(r: ValuationRound, report: ReplayReport) -> None:
                       key=lambda row: row["owner_id"]) if replayed else []
     differ = [names.get(a["owner_id"], a["owner_id"]) for a, b in zip(replayed, recorded) if a != b]
     same = len(replayed) == len(recorded) and not differ
-    report.check("semantic screen", same, f"{len(replayed)} owners' rows identical at cosine "
-                 f"{screen.config['screen']['pair_threshold']}" if same else f"differs for {', '.join(map(str, differ))}")
+    threshold = screen.config["screen"]["pair_threshold"]
+    report.check("semantic screen", same, f"{len(replayed)} owners' rows identical at cosine {threshold}" if same
+                 else f"differs for {', '.join(map(str, differ)) or 'the number of owners'}")
 
 
 def _models(r, participants, pairs, scratch: Path, report, from_scratch: bool, on_progress) -> list[Path] | None:

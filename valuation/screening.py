@@ -24,7 +24,8 @@ def screen_report(valuation_round: ValuationRound) -> ScreenReport | None:
 def screen_rows(report: ScreenReport | None) -> list[OwnerScreen]:
     if report is None:
         return []
-    return list(report.owners.select_related("owner__user", "acknowledged_by").order_by("-flagged", "owner__user__username"))
+    rows = report.owners.select_related("owner__user", "acknowledged_by")
+    return list(rows.order_by("-flagged", "owner__user__username"))
 
 
 def approval_blockers(valuation_round: ValuationRound) -> list[str]:
@@ -67,7 +68,8 @@ def screen_acknowledge(*, valuation_round: ValuationRound, acknowledged_by, note
     now = timezone.now()
     if owner is None:
         if report.status != ScreenReport.Status.FAILED:
-            raise ValidationError("only a failed screen is acknowledged as a whole; acknowledge flagged owners one by one")
+            raise ValidationError("only a failed screen is acknowledged as a whole; "
+                                  "acknowledge flagged owners one by one")
         if report.acknowledged_at is not None:
             raise ValidationError(f"the failed screen was already acknowledged on {report.acknowledged_at:%Y-%m-%d}")
         ScreenReport.objects.filter(pk=report.pk).update(acknowledged_by=acknowledged_by, acknowledged_at=now,

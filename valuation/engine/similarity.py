@@ -164,7 +164,7 @@ def screen(pool: np.ndarray, owners, eval_vectors: np.ndarray, config: ScreenCon
         mine = owners == owner
         n = int(mine.sum())
         matched = owners[owner_idx[mine & near_owner]]
-        counts = {k: int(v) for k, v in zip(*np.unique(matched, return_counts=True))} if len(matched) else {}
+        counts = {k.item(): int(v) for k, v in zip(*np.unique(matched, return_counts=True))} if len(matched) else {}
         n_eval, n_owner = int((mine & near_eval).sum()), int((mine & near_owner).sum())
         finite = owner_sim[mine][np.isfinite(owner_sim[mine])]
         summaries.append(OwnerScreen(

@@ -97,8 +97,8 @@ def compute_screen(valuation_round: ValuationRound, config: dict, *, on_progress
             on_progress("screening", done, total)
 
     reps = pair_representations(base_dir, pool + evals, base_model_hash=valuation_round.base_model_hash,
-                                cache_dir=representations_dir(), config=RepresentationConfig(**config["representation"]),
-                                on_progress=progress)
+                                cache_dir=representations_dir(),
+                                config=RepresentationConfig(**config["representation"]), on_progress=progress)
     n = len(pool)
     vectors = pair_vectors(reps.chosen, reps.rejected, eval_chosen=reps.chosen[n:], eval_rejected=reps.rejected[n:],
                            representation=screen_config.representation)
