@@ -16,6 +16,7 @@ nearest eval pair is above the threshold) and the false-positive share on distin
 bench/results/similarity_screen.json.
 
     .venv/bin/python bench/similarity_screen.py [--originals 200] [--work var/bench/similarity]
+    .venv/bin/python bench/similarity_screen.py --scale 20000   # time and peak memory of the screen alone
 """
 from __future__ import annotations
 
@@ -118,13 +119,34 @@ def build(n_originals: int, seed: int):
     return originals, variants, distinct
 
 
+def scale(n: int, d: int = 256, n_eval: int = 1000, n_owners: int = 100) -> None:
+    """The screen alone on n random unit vectors (d = 2 × the tiny model's hidden size): seconds and peak memory."""
+    import resource
+
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(n, d))
+    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+    evals = pool[:n_eval] + 0.0
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    screen(pool, rng.integers(0, n_owners, size=n), evals, ScreenConfig())
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"screen of {n:,} pairs × ({n_eval:,} eval + {n:,} pool), d={d}: {seconds:.1f} s; peak RSS {peak / 1024:.0f} MB "
+          f"(inputs {pool.nbytes / 2**20:.0f} MB; grew {max(0, peak - before) / 1024:.0f} MB during the screen)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=0, help="only time the screen on this many random pairs")
     parser.add_argument("--originals", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench" / "similarity")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "similarity_screen.json")
     args = parser.parse_args()
+    if args.scale:
+        scale(args.scale)
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     corpus = args.work / "corpus.txt"

@@ -113,10 +113,11 @@ def screen_round(valuation_round, report: ScreenReport, *, on_progress=None, sta
 
 
 def owner_rows(result, names: dict) -> list[dict]:
-    """The per-owner results as stored (also what a replay compares)."""
+    """The per-owner results as stored (also what a replay compares). Cosines are kept to 9 decimals: the BLAS
+    thread count may move their last bits, and a replay compares what is stored."""
     return [{"owner_id": int(o.owner), "n_pairs": o.n_pairs, "n_eval": o.n_eval, "n_owner": o.n_owner,
-             "share_eval": o.share_eval, "share_owner": o.share_owner, "max_eval": o.max_eval,
-             "max_owner": o.max_owner, "flagged": o.flagged,
+             "share_eval": o.share_eval, "share_owner": o.share_owner, "max_eval": round(o.max_eval, 9),
+             "max_owner": round(o.max_owner, 9), "flagged": o.flagged,
              "matched_owners": [{"owner_id": int(k), "owner": names.get(int(k), str(k)), "pairs": v}
                                 for k, v in sorted(o.matched_owners.items(), key=lambda kv: (-kv[1], kv[0]))]}
             for o in result.owners]
