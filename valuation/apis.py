@@ -28,6 +28,12 @@ class RoundOutputSerializer(serializers.ModelSerializer):
                   "seed", "config", "pool", "currency", "n_owners", "payout_note", "utilities_hash", "created_at",
                   "started_at", "finished_at", "approved_at", "data_quality"]
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self.context.get("staff"):  # the screen's thresholds would tell an owner how far to reword
+            data["config"] = {k: v for k, v in (data.get("config") or {}).items() if k != "screening"}
+        return data
+
 
 class RoundInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=150)
@@ -73,7 +79,8 @@ class RoundListCreateApi(APIView):
         rounds = selectors.round_list_for(user=request.user)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(rounds, request, view=self)
-        return paginator.get_paginated_response(RoundOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(
+            RoundOutputSerializer(page, many=True, context={"staff": request.user.is_staff}).data)
 
     @extend_schema(request=RoundInputSerializer, responses={201: RoundOutputSerializer})
     def post(self, request):
@@ -91,7 +98,8 @@ class RoundListCreateApi(APIView):
                 data_quality=data["data_quality"], data_quality_options=data.get("data_quality_options"),
                 created_by=request.user)
             valuation_round = services.round_queue(valuation_round=valuation_round)
-        return Response(RoundOutputSerializer(valuation_round).data, status=status.HTTP_201_CREATED)
+        return Response(RoundOutputSerializer(valuation_round, context={"staff": True}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class RoundUnitOutputSerializer(serializers.ModelSerializer):

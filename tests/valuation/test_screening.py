@@ -235,7 +235,13 @@ def test_owners_can_neither_see_nor_acknowledge_the_screen(market, fake_embeddin
                  f"/api/rounds/{r.pk}/payouts/"):
         shown = client.get(path).content.decode() if not path.startswith("/api") else api.get(path).content.decode()
         assert "semantic screen" not in shown.lower() and "near-identical" not in shown and "share_eval" not in shown
-    assert staff_user  # staff's view of the same round: test_the_round_page_shows_staff_the_table...
+    # nor the thresholds (they would say how far to reword): staff's view of the round has them
+    assert "screening" not in api.get(f"/api/rounds/{r.pk}/").json()["config"]
+    assert "screening" not in api.get("/api/rounds/").json()["results"][0]["config"]
+    staff = APIClient()
+    staff.force_authenticate(staff_user)
+    assert staff.get(f"/api/rounds/{r.pk}/").json()["config"]["screening"] == r.config["screening"]
+    assert staff.get("/api/rounds/").json()["results"][0]["config"]["screening"] == r.config["screening"]
 
 
 def test_the_celery_valuing_task_screens_before_valuing(market, monkeypatch):
