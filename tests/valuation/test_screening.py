@@ -262,3 +262,13 @@ def test_the_foreground_runner_screens_between_scoring_and_valuing(market, monke
     monkeypatch.setattr(stages, "run_data_quality", lambda r, **kw: None)
     services.round_execute(round_id=market.pk)
     assert calls == ["run_training", "run_scoring", "run_screening", "run_valuing"]
+
+
+def test_run_rounds_summary_names_the_flagged_owners(market, fake_embeddings):
+    from valuation.management.commands.run_round import format_summary, round_summary
+
+    stages.run_screening(market)
+    r = finish(market)
+    summary = round_summary(r)
+    assert summary["screen"]["flagged"] == ["copier", "honest", "twin"] and len(summary["screen"]["approval_blockers"]) == 3
+    assert "semantic screen: done, above threshold: copier, honest, twin; acknowledge" in format_summary(r, summary)
