@@ -189,7 +189,7 @@ REPRESENTATIONS_DIR = env("REPRESENTATIONS_DIR", default=None)
 # owner with more than SCREEN_SHARE_THRESHOLD of their pairs so is flagged (approval then needs staff to
 # acknowledge them). Recorded in each round's config at creation; bench/similarity_screen.py measures them.
 SCREEN_PAIR_THRESHOLD = env.float("SCREEN_PAIR_THRESHOLD", default=0.95)
-SCREEN_SHARE_THRESHOLD = env.float("SCREEN_SHARE_THRESHOLD", default=0.1)
+SCREEN_SHARE_THRESHOLD = env.float("SCREEN_SHARE_THRESHOLD", default=0.15)
 
 # --- Celery -------------------------------------------------------------------
 # SQLAlchemy transport on a SQLite file: a broker with no server to install.

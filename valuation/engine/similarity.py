@@ -41,7 +41,9 @@ REPRESENTATIONS = ("concat", "diff")
 @dataclass(frozen=True)
 class ScreenConfig:
     pair_threshold: float = 0.95  # cosine of u above which two pairs count as near-identical: 4% of distinct pairs
-    share_threshold: float = 0.1  # flagged above this share near-identical to eval or another owner: 2.5× that 4%
+    # Flagged above this share near-identical to eval or another owner. Honest synthetic owners (the demo's,
+    # the browser test's) reach up to 0.10 under the tiny model, whose vectors see a shared template as a copy.
+    share_threshold: float = 0.15
     representation: str = "concat"  # "concat" ([ĉ; r̂], the default) or "diff" (z, measured for comparison)
     chunk: int = 2048  # rows × columns of similarities computed at once
 
