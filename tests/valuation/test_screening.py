@@ -272,3 +272,25 @@ def test_run_rounds_summary_names_the_flagged_owners(market, fake_embeddings):
     summary = round_summary(r)
     assert summary["screen"]["flagged"] == ["copier", "honest", "twin"] and len(summary["screen"]["approval_blockers"]) == 3
     assert "semantic screen: done, above threshold: copier, honest, twin; acknowledge" in format_summary(r, summary)
+
+
+class Interrupt(BaseException):
+    """Stands in for a kill: not an Exception, so nothing is recorded as failed."""
+
+
+def test_an_interrupted_screen_is_left_running_and_the_next_run_finishes_it(market, monkeypatch):
+    import valuation.engine.representations as representations
+
+    def killed(*args, **kwargs):
+        raise Interrupt()
+
+    monkeypatch.setattr(representations, "pair_representations", killed)
+    with pytest.raises(Interrupt):
+        stages.run_screening(market)
+    assert ScreenReport.objects.get(round=market).status == ScreenReport.Status.RUNNING
+    r = finish(market)
+    with pytest.raises(ValidationError, match="the semantic screen has not finished"):
+        services.payout_approve(valuation_round=r, approved_by=None)
+    monkeypatch.setattr(representations, "pair_representations", fake_representations)
+    report = stages.run_screening(market)
+    assert report.status == ScreenReport.Status.DONE and rows(market)["copier"].flagged
