@@ -294,3 +294,18 @@ def test_an_interrupted_screen_is_left_running_and_the_next_run_finishes_it(mark
     monkeypatch.setattr(representations, "pair_representations", fake_representations)
     report = stages.run_screening(market)
     assert report.status == ScreenReport.Status.DONE and rows(market)["copier"].flagged
+
+
+def test_a_long_screen_keeps_the_rounds_heartbeat_and_a_replay_writes_none(market, fake_embeddings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from valuation.stages import screening as stage
+
+    old = timezone.now() - timedelta(hours=1)
+    ValuationRound.objects.filter(pk=market.pk).update(heartbeat_at=old)
+    stage.compute_screen(market, market.config["screening"])  # what a replay calls
+    assert ValuationRound.objects.get(pk=market.pk).heartbeat_at == old
+    stages.run_screening(market)
+    assert ValuationRound.objects.get(pk=market.pk).heartbeat_at > old

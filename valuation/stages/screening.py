@@ -31,6 +31,7 @@ from ..models import OwnerScreen, ScreenReport, ValuationRound
 from .common import eval_pairs, eval_set_hash, model_dir_hash
 
 logger = logging.getLogger(__name__)
+HEARTBEAT_EVERY = 5.0  # seconds between the round's heartbeat writes while screening
 
 
 def screening_config() -> dict:
@@ -74,10 +75,11 @@ def run_screening(valuation_round: ValuationRound, *, on_progress=None) -> Scree
     return report
 
 
-def compute_screen(valuation_round: ValuationRound, config: dict, *, on_progress=None):
+def compute_screen(valuation_round: ValuationRound, config: dict, *, on_progress=None, heartbeat: bool = False):
     """(participants, engine ScreenResult, pairs embedded now) of the round's current data under ``config``.
 
-    Refuses if the base model, the eval set or an owner's data changed since the round was created."""
+    Refuses if the base model, the eval set or an owner's data changed since the round was created. With
+    ``heartbeat`` (the round runner), it keeps the round's heartbeat fresh; a replay writes nothing."""
     from valuation.engine.representations import RepresentationConfig, pair_representations
     from valuation.engine.similarity import config_from_dict, pair_vectors, screen
 
@@ -92,9 +94,15 @@ def compute_screen(valuation_round: ValuationRound, config: dict, *, on_progress
     _, owners, pool = _pool(valuation_round)  # checks every owner's data hash
     evals = eval_pairs(valuation_round.eval_set)
 
+    last = [0.0]
+
     def progress(done, total):
         if on_progress:
             on_progress("screening", done, total)
+        # A long screen must not make the runner look dead to round_claim.
+        if heartbeat and time.monotonic() - last[0] >= HEARTBEAT_EVERY:
+            last[0] = time.monotonic()
+            ValuationRound.objects.filter(pk=valuation_round.pk).update(heartbeat_at=timezone.now())
 
     reps = pair_representations(base_dir, pool + evals, base_model_hash=valuation_round.base_model_hash,
                                 cache_dir=representations_dir(),
@@ -107,7 +115,8 @@ def compute_screen(valuation_round: ValuationRound, config: dict, *, on_progress
 
 
 def screen_round(valuation_round, report: ScreenReport, *, on_progress=None, started: float) -> None:
-    result, n_pairs, n_eval, n_embedded = compute_screen(valuation_round, report.config, on_progress=on_progress)
+    result, n_pairs, n_eval, n_embedded = compute_screen(valuation_round, report.config, on_progress=on_progress,
+                                                         heartbeat=True)
     names = {p.owner_id: p.owner.name for p in valuation_round.participants.select_related("owner")}
     _write(report.pk, result, names, n_pairs, n_eval, n_embedded, time.perf_counter() - started)
 
