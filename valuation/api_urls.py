@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import apis, ledger_apis, quality_apis
+from . import apis, ledger_apis, quality_apis, screening_apis
 
 urlpatterns = [
     path("rounds/", apis.RoundListCreateApi.as_view(), name="rounds"),
@@ -8,6 +8,9 @@ urlpatterns = [
     path("rounds/<int:round_id>/values/", apis.RoundValuesApi.as_view(), name="round-values"),
     path("rounds/<int:round_id>/payouts/", apis.RoundPayoutsApi.as_view(), name="round-payouts"),
     path("rounds/<int:round_id>/approve/", apis.RoundApproveApi.as_view(), name="round-approve"),
+    path("rounds/<int:round_id>/screen/", screening_apis.RoundScreenApi.as_view(), name="round-screen"),
+    path("rounds/<int:round_id>/screen/acknowledge/", screening_apis.RoundScreenAcknowledgeApi.as_view(),
+         name="round-screen-acknowledge"),
     path("rounds/<int:round_id>/ledger/", ledger_apis.RoundLedgerApi.as_view(), name="round-ledger"),
     path("rounds/<int:round_id>/corrections/", ledger_apis.PayoutCorrectApi.as_view(), name="round-corrections"),
     path("rounds/<int:round_id>/verify/", apis.RoundVerifyApi.as_view(), name="round-verify"),

@@ -34,6 +34,12 @@ class RoundOutputSerializer(serializers.ModelSerializer):
                   "seed", "config", "pool", "currency", "decimals", "n_owners", "payout_note", "utilities_hash", "created_at",
                   "started_at", "finished_at", "approved_at", "data_quality"]
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self.context.get("staff"):  # the screen's thresholds would tell an owner how far to reword
+            data["config"] = {k: v for k, v in (data.get("config") or {}).items() if k != "screening"}
+        return data
+
 
 class RoundInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=150)

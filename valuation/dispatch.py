@@ -6,7 +6,8 @@ work) and sends the current stage's unfinished units as one Celery group. Each u
 runs `stages.units.unit_run` — the function the foreground runner loops over — and then
 `round_advance`: the task that finds its stage complete moves the round on with a
 conditional UPDATE of the status, so exactly one of the stage's last tasks sends the next
-group (the scoring passes) or the valuing task (`stages.run_valuing`, as in the foreground).
+group (the scoring passes) or the valuing task (`stages.run_screening`, then `stages.run_valuing`, as in
+the foreground).
 
 The join is the database rather than a Celery chord: a chord needs a result backend and
 counts deliveries, so a redelivered task could fire it before every unit is done; the
@@ -111,6 +112,7 @@ def round_value(*, round_id: int) -> None:
     if valuation_round.status != ValuationRound.Status.VALUING:
         return  # done already (duplicate), or stopped
     try:
+        stages.run_screening(valuation_round)  # done already on a redelivery; records its own failure
         stages.run_valuing(valuation_round)
     except Exception as exc:
         services.round_fail(round_id=round_id, exc=exc)

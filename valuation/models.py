@@ -415,3 +415,4 @@ class RoundTask(models.Model):
 
 
 from .quality_models import DataQualityReport, PairCluster, PairValue  # noqa: E402,F401  (the data-quality stage's rows)
+from .screening_models import OwnerScreen, ScreenReport  # noqa: E402,F401  (the semantic screen's rows)

@@ -96,6 +96,7 @@ def round_replay(*, valuation_round: ValuationRound, from_scratch: bool = False,
     if inputs is None:
         return report
     participants, pairs, eval_set = inputs
+    _check_screen(valuation_round, report)
     Path(settings.ARTIFACTS_DIR).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="replay-", dir=settings.ARTIFACTS_DIR) as scratch:
         model_dirs = _models(valuation_round, participants, pairs, Path(scratch), report, from_scratch, on_progress)
@@ -124,6 +125,32 @@ def _check_inputs(r: ValuationRound, report: ReplayReport):
     report.check("library versions", not differ, ", ".join(f"{k} {v}" for k, v in differ.items())
                  or "as recorded", warn=True)
     return participants, pairs, eval_set
+
+
+def _check_screen(r: ValuationRound, report: ReplayReport) -> None:
+    """Screen the round again with the thresholds it recorded; the per-owner rows must be the same."""
+    from .models import ScreenReport
+    from .stages.screening import compute_screen, owner_rows
+
+    screen = ScreenReport.objects.filter(round=r).first()
+    if screen is None or screen.status != ScreenReport.Status.DONE:
+        report.check("semantic screen", True, "not screened" if screen is None else f"recorded as {screen.status}",
+                     warn=True)
+        return
+    names = {p.owner_id: p.owner.name for p in r.participants.select_related("owner__user")}
+    try:
+        result, *_ = compute_screen(r, screen.config)
+    except Exception as exc:  # noqa: BLE001  (reported, like any other failed check)
+        report.check("semantic screen", False, f"could not be recomputed: {exc}")
+        return
+    replayed = sorted(owner_rows(result, names), key=lambda row: row["owner_id"])
+    recorded = sorted(({k: getattr(row, k) for k in replayed[0]} for row in screen.owners.all()),
+                      key=lambda row: row["owner_id"]) if replayed else []
+    differ = [names.get(a["owner_id"], a["owner_id"]) for a, b in zip(replayed, recorded) if a != b]
+    same = len(replayed) == len(recorded) and not differ
+    threshold = screen.config["screen"]["pair_threshold"]
+    report.check("semantic screen", same, f"{len(replayed)} owners' rows identical at cosine {threshold}" if same
+                 else f"differs for {', '.join(map(str, differ)) or 'the number of owners'}")
 
 
 def _models(r, participants, pairs, scratch: Path, report, from_scratch: bool, on_progress) -> list[Path] | None:

@@ -81,6 +81,7 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
         budget = objectives_module.DEFAULT_BUDGET  # each coalition is a decoding pass, not array arithmetic
     budget, target = _check_budget(budget, target, estimator, len(participants))
     config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target)
+    config["screening"] = stages.screening_config()  # thresholds as of creation: a replay screens with these
     if reward is not None:
         config["reward"] = reward
     if data_quality or data_quality_options:
@@ -180,6 +181,7 @@ def round_execute(*, round_id: int, on_progress: ProgressFn | None = None) -> Va
     try:
         stages.run_training(valuation_round, on_progress=on_progress)
         stages.run_scoring(valuation_round, on_progress=on_progress)
+        stages.run_screening(valuation_round, on_progress=on_progress)  # records its own failure; never raises
         stages.run_valuing(valuation_round, on_progress=on_progress)
     except Exception as exc:
         round_fail(round_id=round_id, exc=exc)
@@ -216,6 +218,12 @@ def payout_approve(*, valuation_round: ValuationRound, approved_by) -> int:
     locked = ValuationRound.objects.select_for_update().get(pk=valuation_round.pk)
     if locked.status != ValuationRound.Status.DONE:
         raise ValidationError(f"only a finished round's payouts can be approved (this one is {locked.status})")
+    from .screening import approval_blockers  # the semantic screen: flagged owners need staff acknowledgement
+
+    blockers = approval_blockers(locked)
+    if blockers:
+        raise ValidationError(f"payouts of '{locked.name}' cannot be approved until staff acknowledge the semantic "
+                              f"screen: {'; '.join(blockers)}")
     now = timezone.now()
     # Compare-and-set: of two approvals at once, only one finds the round unapproved (on any database).
     if not ValuationRound.objects.filter(pk=locked.pk, approved_at__isnull=True).update(

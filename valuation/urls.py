@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/", views.round_new, name="round-new"),
     path("<int:round_id>/", views.round_detail, name="round-detail"),
     path("<int:round_id>/approve/", views.round_approve, name="round-approve"),
+    path("<int:round_id>/screen/acknowledge/", views.round_screen_acknowledge, name="round-screen-acknowledge"),
     path("<int:round_id>/payouts.csv", views.round_payouts_csv, name="round-payouts-csv"),
     path("<int:round_id>/statement/", views.round_statement, name="round-statement"),
     path("<int:round_id>/statement.csv", views.round_statement_csv, name="round-statement-csv"),

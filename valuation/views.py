@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from config.csv_export import csv_response
 from marketplace import selectors as marketplace_selectors
 
-from . import charts, selectors, services
+from . import charts, screening, selectors, services
 from .forms import RoundForm
 from .models import FidelityReport, ValuationRound
 
@@ -196,7 +196,15 @@ def round_detail(request, round_id: int):
         "results": RoundResults(valuation_round, page=page),
         "results_cache_key": _results_cache_key(valuation_round),
         "page_key": page,
+        **_screen_context(valuation_round),
     })
+
+
+def _screen_context(valuation_round: ValuationRound) -> dict:
+    """The semantic screen's table (not cached: an acknowledgement must show at once)."""
+    report = screening.screen_report(valuation_round)
+    rows = screening.screen_rows(report)
+    return {"screen": report, "screen_rows": rows, "screen_flagged": sum(r.flagged for r in rows)}
 
 
 @staff_member_required
@@ -209,6 +217,28 @@ def round_approve(request, round_id: int):
         messages.error(request, "; ".join(exc.messages))
     else:
         messages.success(request, f"Approved {count} payouts.")
+    return redirect("valuation:round-detail", round_id=round_id)
+
+
+@staff_member_required
+@require_POST
+def round_screen_acknowledge(request, round_id: int):
+    """Acknowledge one flagged owner (POST owner=<id>) or, without an owner, a failed screen; a note is required."""
+    valuation_round = selectors.round_get(round_id=round_id)
+    owner_id = request.POST.get("owner", "")
+    try:
+        owner = None
+        if owner_id:
+            row = screening.screen_rows(screening.screen_report(valuation_round))
+            owner = next((r.owner for r in row if str(r.owner_id) == owner_id), None)
+            if owner is None:
+                raise ValidationError("that owner is not in this round's screen")
+        screening.screen_acknowledge(valuation_round=valuation_round, owner=owner, acknowledged_by=request.user,
+                                     note=request.POST.get("note", ""))
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+    else:
+        messages.success(request, f"Acknowledged {'the failed screen' if owner is None else owner.name}.")
     return redirect("valuation:round-detail", round_id=round_id)
 
 

@@ -195,6 +195,12 @@ VALUATION_DTYPE = env("VALUATION_DTYPE", default="float32")
 JUDGE_MODULES = env.list("JUDGE_MODULES", default=["valuation.engine.synthetic", "judges"])
 # Pair embeddings of the data-quality stage; unset = ARTIFACTS_DIR/representations (read at use, so tests follow it).
 REPRESENTATIONS_DIR = env("REPRESENTATIONS_DIR", default=None)
+# Semantic screen at round time (valuation/stages/screening.py): a pair is near-identical to an eval pair or
+# another owner's pair when the cosine of their base-model pair vectors exceeds SCREEN_PAIR_THRESHOLD, and an
+# owner with more than SCREEN_SHARE_THRESHOLD of their pairs so is flagged (approval then needs staff to
+# acknowledge them). Recorded in each round's config at creation; bench/similarity_screen.py measures them.
+SCREEN_PAIR_THRESHOLD = env.float("SCREEN_PAIR_THRESHOLD", default=0.95)
+SCREEN_SHARE_THRESHOLD = env.float("SCREEN_SHARE_THRESHOLD", default=0.15)
 
 # --- Celery -------------------------------------------------------------------
 # SQLAlchemy transport on a SQLite file: a broker with no server to install.

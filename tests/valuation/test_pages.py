@@ -131,7 +131,8 @@ def test_a_done_round_page_is_served_from_cache_until_payouts_are_approved(done_
     r, _ = done_round
     client = client_for(staff_user)
     first = body(client.get(f"/rounds/{r.pk}/"))
-    with django_assert_max_num_queries(7):  # session, user, round, payout totals (2), latest fidelity id; no results
+    # session, user, round, payout totals (2), latest fidelity id, semantic screen (not cached); no results
+    with django_assert_max_num_queries(8):
         second = body(client.get(f"/rounds/{r.pk}/"))
     assert figure(first, "values-chart") == figure(second, "values-chart")
     services.payout_approve(valuation_round=r, approved_by=staff_user)
@@ -158,11 +159,20 @@ def test_a_payout_correction_shows_on_the_cached_round_page_at_once(done_round, 
 @pytest.mark.parametrize("n_owners", [3, 12])
 def test_round_page_queries_do_not_grow_with_owners(eval_set, staff_user, n_owners,
                                                     django_assert_max_num_queries):
+    from valuation.models import OwnerScreen, ScreenReport
+
     r = write_results(round_for(f"r{n_owners}", eval_set, owners(n_owners)), [0.01] * n_owners)
+    report = ScreenReport.objects.create(round=r, status="done", config={"screen": {"pair_threshold": 0.95,
+                                                                                     "share_threshold": 0.1}})
+    OwnerScreen.objects.bulk_create(OwnerScreen(report=report, owner=p.owner, n_pairs=1, n_eval=0, n_owner=0,
+                                                share_eval=0, share_owner=0, max_eval=0, max_owner=0)
+                                    for p in r.participants.all())
     client = client_for(staff_user)
-    with django_assert_max_num_queries(12):  # +1: latest fidelity report id in the cache key
+    # +1: latest fidelity report id in the cache key; +2: the semantic screen and its rows (not cached)
+    with django_assert_max_num_queries(14):
         response = client.get(f"/rounds/{r.pk}/")
     assert response.status_code == 200 and body(response).count("<td>draft</td>") == n_owners
+    assert body(response).count("<td>no</td>") == n_owners  # one screen row per owner, none flagged
 
 
 def test_a_large_rounds_owner_table_is_paged_and_its_charts_show_the_extremes(eval_set, staff_user):

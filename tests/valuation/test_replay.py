@@ -59,8 +59,9 @@ def test_replay_with_the_same_artifacts_is_bit_identical(market, tiny_base_model
     assert counted == {"train": 2, "score": 3}
     report = replay.round_replay(valuation_round=r)
     assert counted == {"train": 2, "score": 6}  # rescored from the model files, not the score cache
-    assert report.matches and [c.status for c in report.checks] == ["ok"] * 7
+    assert report.matches and [c.status for c in report.checks] == ["ok"] * 8
     assert [c.what for c in report.checks] == ["base model", "eval set", "owner data", "library versions",
+                                               "semantic screen",
                                                "model of clean", "model of noisy", "utility table"]
     recorded = {v.owner.name: v.shapley for v in r.values.all()}
     assert {row["owner"]: row["replayed"] for row in report.values} == recorded  # float ==, not approx

@@ -1,4 +1,4 @@
-"""The stages of a round, in order: training → scoring → valuing (see each module), then the
+"""The stages of a round, in order: training → scoring → screening → valuing (see each module), then the
 opt-in data-quality stage (pair values and clusters; it never changes values or payouts).
 
 Each stage is idempotent and checkpointed in the database: it skips work that is
@@ -10,9 +10,10 @@ from .scoring import run_scoring, score_matrix
 from .training import owner_model_key, run_training
 from .valuing import run_valuing
 from .data_quality import data_quality_config, run_data_quality
+from .screening import run_screening, screening_config
 
 __all__ = [
     "eval_pairs", "eval_set_hash", "model_dir_hash", "owner_pairs", "pairs_digest", "round_config",
     "run_scoring", "score_matrix", "owner_model_key", "run_training", "run_valuing",
-    "data_quality_config", "run_data_quality",
+    "data_quality_config", "run_data_quality", "run_screening", "screening_config",
 ]

@@ -133,7 +133,19 @@ def round_summary(valuation_round) -> dict:
         "note": valuation_round.payout_note,
         **_objective_summary(valuation_round),
         **_data_quality(valuation_round),
+        **_screen(valuation_round),
     }
+
+
+def _screen(valuation_round) -> dict:
+    from valuation.screening import approval_blockers, screen_report
+
+    report = screen_report(valuation_round)
+    if report is None:
+        return {}
+    flagged = report.owners.filter(flagged=True).select_related("owner__user")
+    return {"screen": {"status": report.status, "flagged": sorted(row.owner.name for row in flagged),
+                       "error": report.error.split("\n", 1)[0], "approval_blockers": approval_blockers(valuation_round)}}
 
 
 def _objective_summary(valuation_round) -> dict:
@@ -170,4 +182,10 @@ def format_summary(valuation_round, result: dict) -> str:
         dq = result["data_quality"]
         lines.append(f"data quality: {dq['status']}, {dq['n_flagged']} of {dq['n_pairs']} pairs flagged"
                      + (f" ({dq['error']})" if dq["error"] else "") + f"; details: manage.py value_pairs {valuation_round.pk}")
+    if "screen" in result:
+        screen = result["screen"]
+        lines.append(f"semantic screen: {screen['status']}"
+                     + (f", above threshold: {', '.join(screen['flagged'])}" if screen["flagged"] else "")
+                     + (f" ({screen['error']})" if screen["error"] else "")
+                     + ("; acknowledge on the round page before approving" if screen["approval_blockers"] else ""))
     return "\n".join(lines)
