@@ -40,10 +40,11 @@ def currency_resolve(currency, decimals=None) -> tuple[str, int]:
     """(code, decimals) of an ISO 4217 currency; `decimals`, if given, must be the currency's own."""
     code = currency.strip().upper() if isinstance(currency, str) else None
     if code not in CURRENCIES:
-        shown = repr(currency)[:20]
-        raise ValidationError(f"currency {shown} is not an ISO 4217 currency code (e.g. USD, EUR, JPY)")
+        raise ValidationError(f"currency {_shown(currency, quote=True)} is not an ISO 4217 currency code "
+                              "(e.g. USD, EUR, JPY)")
     if decimals is not None and (isinstance(decimals, bool) or decimals != CURRENCIES[code]):
-        raise ValidationError(f"{code} is paid in {CURRENCIES[code]} decimal places, not {decimals!r}")
+        raise ValidationError(f"{code} is paid in {CURRENCIES[code]} decimal places, "
+                              f"not {_shown(decimals, quote=True)}")
     return code, CURRENCIES[code]
 
 
@@ -67,15 +68,16 @@ def amount_parse(raw, *, decimals: int, label: str, currency: str = "", max_digi
     try:
         amount = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip())
     except (InvalidOperation, ValueError):
-        raise ValidationError(f"{label}: '{str(raw)[:40]}' is not a number")
+        raise ValidationError(f"{label}: {_shown(raw, quote=True)} is not a number")
     if not amount.is_finite() or amount < 0:
         raise ValidationError(f"{label}: must be a non-negative amount (zero or more)")
     largest = largest_amount(decimals, max_digits=max_digits, decimal_places=decimal_places)
     if amount > largest:  # checked first: quantizing 1E+40 would overflow the decimal context
-        raise ValidationError(f"{label}: {amount} is over the largest amount that can be stored exactly, "
+        raise ValidationError(f"{label}: {_shown(amount)} is over the largest amount that can be stored exactly, "
                               f"{largest:,} {currency}".rstrip())
     if amount != amount.quantize(Decimal(1).scaleb(-decimals)):
-        raise ValidationError(f"{label}: {amount} has more than {decimals} decimal places; it could not be paid exactly")
+        raise ValidationError(f"{label}: {_shown(amount)} has more than {decimals} decimal places; "
+                              "it could not be paid exactly")
     return amount.quantize(Decimal(1).scaleb(-decimals))
 
 
@@ -87,3 +89,9 @@ def amount_format(amount, places) -> str:
         return "—"
     unit = Decimal(1).scaleb(-places) if isinstance(places, int) else minor_unit(str(places).upper())
     return f"{Decimal(amount).quantize(unit):f}"
+
+
+def _shown(value, *, limit: int = 40, quote: bool = False) -> str:
+    """User input inside a message, cut short (the message is shown and stored)."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -65,32 +65,39 @@ class TrainingConfig:
         for name, low, high, low_open in _REAL_RANGES:
             _check_real(name, getattr(self, name), low, high, low_open)
         if not isinstance(self.use_lora, bool):
-            raise ValueError(f"training option 'use_lora': must be true or false, got {self.use_lora!r}")
+            raise ValueError(f"training option 'use_lora': must be true or false, got {_shown(self.use_lora)}")
         object.__setattr__(self, "loss_types", _sequence("loss_types", self.loss_types))  # JSON gives lists
         object.__setattr__(self, "loss_weights", _sequence("loss_weights", self.loss_weights))
         _check_losses(self.loss_types, self.loss_weights)
 
 
-# (field, smallest, largest): generous bounds that still keep one fine-tune of one owner finite.
+# (field, smallest, largest): generous bounds that still keep one fine-tune of one owner finite; the seed
+# is numpy's, which takes 32 bits.
 _INT_RANGES = (("epochs", 1, 100), ("batch_size", 1, 4096), ("gradient_accumulation", 1, 1024),
                ("lora_r", 1, 1024), ("lora_alpha", 1, 1 << 16), ("max_length", 8, 1 << 15), ("seed", 0, 2**32 - 1))
-# (field, low, high, low excluded): the seed is numpy's, which takes 32 bits.
+# (field, low, high, low excluded)
 _REAL_RANGES = (("beta", 0.0, 1e3, True), ("learning_rate", 0.0, 1.0, True), ("lora_dropout", 0.0, 0.999, False))
 # TRL 1.x DPOConfig.loss_type values; "sft" alone would learn no preference, so it never comes alone.
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
               "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
 
 
+def _shown(value) -> str:
+    """A value inside an error message, cut short: the message is shown and stored."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "…"
+
+
 def _check_int(name: str, value, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"training option '{name}': must be an integer, got {value!r}")
+        raise ValueError(f"training option '{name}': must be an integer, got {_shown(value)}")
     if not low <= value <= high:
         raise ValueError(f"training option '{name}': must be between {low:,} and {high:,}, got {value:,}")
 
 
 def _check_real(name: str, value, low: float, high: float, low_open: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"training option '{name}': must be a finite number, got {value!r}")
+        raise ValueError(f"training option '{name}': must be a finite number, got {_shown(value)}")
     if value > high or value < low or (low_open and value == low):
         bracket = "(" if low_open else "["
         raise ValueError(f"training option '{name}': must be in {bracket}{low:g}, {high:g}], got {value!r}")
@@ -98,7 +105,7 @@ def _check_real(name: str, value, low: float, high: float, low_open: bool) -> No
 
 def _sequence(name: str, value) -> tuple:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"training option '{name}': must be a non-empty list, got {value!r}")
+        raise ValueError(f"training option '{name}': must be a non-empty list, got {_shown(value)}")
     return tuple(value)
 
 
@@ -108,7 +115,7 @@ def _check_losses(types: tuple, weights: tuple) -> None:
             raise ValueError(f"training option 'loss_types': unknown loss {str(loss)[:40]!r}; "
                              f"choose from {', '.join(LOSS_TYPES)}")
     if len(set(types)) != len(types):
-        raise ValueError(f"training option 'loss_types': a loss is named twice in {list(types)}")
+        raise ValueError(f"training option 'loss_types': a loss is named twice in {_shown(list(types))}")
     if len(weights) != len(types):
         raise ValueError(f"training option 'loss_weights': {len(weights)} weight(s) for {len(types)} loss type(s); "
                          "give one weight per loss type")
