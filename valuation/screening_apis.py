@@ -66,13 +66,13 @@ class RoundScreenAcknowledgeApi(APIView):
 
     permission_classes = [IsAdminUser]
 
-    class InputSerializer(serializers.Serializer):
+    class AcknowledgeInputSerializer(serializers.Serializer):
         owner_id = serializers.IntegerField(required=False, help_text="the flagged owner; omit for a failed screen")
         note = serializers.CharField(max_length=screening.NOTE_MAX, help_text="why the payouts may still be approved")
 
-    @extend_schema(request=InputSerializer, responses=ScreenReportOutputSerializer)
+    @extend_schema(request=AcknowledgeInputSerializer, responses=ScreenReportOutputSerializer)
     def post(self, request, round_id: int):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.AcknowledgeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         report = _report(round_id)

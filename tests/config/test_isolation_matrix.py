@@ -65,6 +65,9 @@ ACCESS = {
     "api:rounds": ANY_USER_API, "api:round": ANY_USER_API, "api:round-values": ANY_USER_API,
     "api:round-payouts": ANY_USER_API, "api:round-ledger": ANY_USER_API, "api:round-fidelity": ANY_USER_API,
     "api:round-approve": STAFF_POST_API, "api:round-verify": STAFF_POST_API,
+    "api:round-screen": dict(STAFF_API, staff=404),  # the world's rounds were never screened
+    "api:round-screen-acknowledge": STAFF_POST_API,
+    "valuation:round-screen-acknowledge": dict(STAFF_PAGE, staff=405),
     "api:round-corrections": STAFF_POST_API,
     "api:round-generations": STAFF_API,  # coalitions' responses quote the eval prompts
     "valuation:round-data-quality": STAFF_PAGE, "valuation:round-data-quality-run": dict(STAFF_PAGE, staff=405),
