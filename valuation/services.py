@@ -143,7 +143,7 @@ def _participants(names: list[str] | None) -> list[tuple[Payee, DataOwner, list[
         raise ValidationError(f"no accepted data for owner(s): {', '.join(missing)}")
     if not players:
         raise ValidationError("no verified owner has accepted data: nothing to value (staff verify owners "
-                              "with `manage.py verify_owner`, the admin or the owners API)")
+                              "with `manage.py verify_owner` or the admin)")
     return players
 
 

@@ -103,6 +103,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # Failed web / admin sign-ins allowed per window (config/ratelimit.py): per username, per client address.
 LOGIN_FAILURE_LIMITS = {"username": env("LOGIN_FAILURES_PER_USER", default="10/15m"),
                         "address": env("LOGIN_FAILURES_PER_ADDRESS", default="50/15m")}
+# Accounts created per client address per window (config/ratelimit.py, signup_rate_limited).
+SIGNUP_LIMIT = env("SIGNUPS_PER_ADDRESS", default="5/h")
 RATELIMIT_CLIENT_IP_HEADER = env("RATELIMIT_CLIENT_IP_HEADER", default="")  # e.g. HTTP_X_REAL_IP behind a proxy
 LOGIN_URL = "marketplace:login"
 LOGIN_REDIRECT_URL = "marketplace:home"
