@@ -131,7 +131,7 @@ def _participants(names: list[str] | None) -> list[tuple[Payee, DataOwner, list[
     accepted = Contribution.objects.filter(status=Contribution.Status.ACCEPTED, n_pairs__gt=0)
     payees = _chosen_payees(names) if names else list(verified_payees())
     players, missing = [], []
-    for payee in sorted(payees, key=lambda p: p.name):
+    for payee in sorted(payees, key=lambda p: (p.name.casefold(), p.name)):
         accounts = payee.accounts.filter(user__is_active=True).select_related("user", "payee")
         contributions = list(accepted.filter(owner__in=accounts).select_related("owner__user").order_by("id"))
         if not contributions:
