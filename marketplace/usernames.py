@@ -6,7 +6,7 @@ person pass as another, or as several (issue 24). So a new username is refused w
 * its skeleton equals an existing username's. The skeleton is the comparison form of
   marketplace/normalise.py (NFKC, invisible characters dropped, Cyrillic/Greek/Armenian lookalikes
   folded to Latin, case-folded) with the lookalikes that differ only by glyph shape folded too:
-  "rn" → "m", "vv" → "w", "0" → "o", "1", "I" and "|" → "l".
+  "rn" → "m", "vv" → "w", "0" → "o", and "1", "|", "I" and "i" → "l" (so "ALICE" meets "alice").
 Checked by owner_create (signup, `manage.py create_owner`, the demo) and by the admin's user forms.
 """
 from __future__ import annotations
@@ -18,14 +18,15 @@ from django.core.exceptions import ValidationError
 
 from .normalise import INVISIBLE, _fold
 
-_SHAPES = str.maketrans({"I": "l", "|": "l", "1": "l", "0": "o"})
+# After case-folding, so capital I (which folds to i) meets lower-case l.
+_SHAPES = str.maketrans({"i": "l", "|": "l", "1": "l", "0": "o"})
 # Scripts written together in one name in practice: Japanese mixes kana with kanji.
 _SAME_SCRIPT = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "KATAKANA-HIRAGANA": "CJK"}
 
 
 def skeleton(username: str) -> str:
     text = _fold(unicodedata.normalize("NFKC", INVISIBLE.sub("", username)))
-    text = text.translate(_SHAPES).casefold()
+    text = text.casefold().translate(_SHAPES)
     return text.replace("rn", "m").replace("vv", "w")
 
 
