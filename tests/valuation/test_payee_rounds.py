@@ -16,7 +16,7 @@ from marketplace.services import contribution_create, owner_create
 from tests.conftest import PASSWORD, _api, jsonl_bytes, upload
 from tests.dashboards import write_results
 from tests.valuation.conftest import add_eval_set, add_owner, pairs_records
-from valuation import services
+from valuation import services, stages
 from valuation.engine import synthetic
 from valuation.forms import RoundForm
 from valuation.models import Payout, RoundOwner
@@ -209,3 +209,19 @@ def test_the_round_form_defaults_to_all_verified_payees_and_refuses_others(eval_
     chosen = client.post("/rounds/new/", {**post, "owners": ["bob"]})
     assert chosen.status_code == 302
     assert [p.payee.name for p in RoundOwner.objects.select_related("payee")] == ["bob"]
+
+
+def test_splitting_data_over_accounts_of_one_payee_is_the_same_player_as_one_account(eval_set, fake_model_dir):
+    """The issue's Sybil: 40 pairs over three accounts. Unverified, the accounts earn nothing; verified as
+    one payee, the engine sees exactly the data of one account (same pairs, same order, same hash), so
+    the split earns what one account earns, once."""
+    add_owner("honest", synthetic.owner_pairs("clean_helpful", 20, 1))
+    pairs = synthetic.owner_pairs("clean_helpful", 40, 2)
+    accounts = [add_unverified(f"sybil{i}", pairs[start:start + 14]) for i, start in enumerate((0, 14, 28))]
+    assert players(create(eval_set, fake_model_dir, "unverified")) == ["honest"]
+    for owner in accounts:
+        owner_set_status(owner=owner, status="verified", payee_name="S")
+    r = create(eval_set, fake_model_dir, "verified")
+    assert players(r) == ["honest", "S"]
+    player = r.participants.get(payee__name="S")
+    assert player.n_pairs == 40 and player.data_hash == stages.pairs_digest(pairs)
