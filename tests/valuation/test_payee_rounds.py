@@ -14,7 +14,7 @@ from marketplace.models import DataOwner
 from marketplace.payees import owner_set_status
 from marketplace.services import contribution_create, owner_create
 from tests.conftest import PASSWORD, _api, jsonl_bytes, upload
-from tests.dashboards import write_results
+from tests.dashboards import write_data_quality, write_results
 from tests.valuation.conftest import add_eval_set, add_owner, pairs_records
 from valuation import services, stages
 from valuation.engine import synthetic
@@ -225,3 +225,23 @@ def test_splitting_data_over_accounts_of_one_payee_is_the_same_player_as_one_acc
     assert players(r) == ["honest", "S"]
     player = r.participants.get(payee__name="S")
     assert player.n_pairs == 40 and player.data_hash == stages.pairs_digest(pairs)
+
+
+def test_every_account_of_a_payee_sees_the_payees_pairs_and_no_one_elses(eval_set, fake_model_dir):
+    alice = add_owner("alice", synthetic.owner_pairs("clean_helpful", 6, 1))
+    one = add_unverified("acc1", synthetic.owner_pairs("noisy", 5, 2))
+    two = add_unverified("acc2", synthetic.owner_pairs("noisy", 4, 3))
+    for owner in (one, two):
+        owner_set_status(owner=owner, status="verified", payee_name="P")
+    r = write_results(create(eval_set, fake_model_dir), [0.2, 0.1])
+    write_data_quality(r, [alice, one], [0.0111, 0.0707])
+    for account, mine, theirs in ((two, "0.0707", "0.0111"), (alice, "0.0111", "0.0707")):
+        api = _api(account.user)
+        values = json.dumps(api.get(f"/api/rounds/{r.pk}/pair-values/").json())
+        assert mine in values and theirs not in values
+        summary = api.get(f"/api/rounds/{r.pk}/data-quality/").json()["mine"]
+        assert summary["n_pairs"] == 3
+        page = Client()
+        page.force_login(account.user)
+        html = page.get(f"/rounds/{r.pk}/my-pairs/").content.decode()
+        assert mine in html and theirs not in html
