@@ -24,6 +24,7 @@ class Command(BaseCommand):
             with transaction.atomic():  # all the accounts or none
                 for owner in owners_by_username(usernames):
                     result = owner_set_status(owner=owner, status=status, payee_name=payee)
-                    self.stdout.write(f"{owner.user.get_username()}: payee '{result.name}' {result.get_status_display()}")
+                    self.stdout.write(f"{owner.user.get_username()}: payee '{result.name}' "
+                                      f"{result.get_status_display()}")
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages))
