@@ -254,12 +254,23 @@ def round_cancel(*, valuation_round: ValuationRound) -> ValuationRound:
     return valuation_round
 
 
+def _check_players_still_verified(valuation_round: ValuationRound) -> None:
+    """A payee suspended after the round was created (e.g. found to be one person's second payee) must not
+    be paid by approving it: its draft payouts stay drafts and the round is run again without it."""
+    lapsed = sorted(valuation_round.participants.exclude(payee=None).exclude(payee__status=Payee.Status.VERIFIED)
+                    .values_list("payee__name", flat=True))
+    if lapsed:
+        raise ValidationError(f"payee(s) {', '.join(lapsed)} are no longer verified; these payouts cannot be "
+                              "approved (create the round again without them, or verify them again)")
+
+
 @transaction.atomic
 def payout_approve(*, valuation_round: ValuationRound, approved_by) -> int:
     """Approve every draft payout of a finished round, once. Returns how many rows were approved."""
     locked = ValuationRound.objects.select_for_update().get(pk=valuation_round.pk)
     if locked.status != ValuationRound.Status.DONE:
         raise ValidationError(f"only a finished round's payouts can be approved (this one is {locked.status})")
+    _check_players_still_verified(locked)
     now = timezone.now()
     # Compare-and-set: of two approvals at once, only one finds the round unapproved (on any database).
     if not ValuationRound.objects.filter(pk=locked.pk, approved_at__isnull=True).update(

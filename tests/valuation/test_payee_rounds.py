@@ -245,3 +245,16 @@ def test_every_account_of_a_payee_sees_the_payees_pairs_and_no_one_elses(eval_se
         page.force_login(account.user)
         html = page.get(f"/rounds/{r.pk}/my-pairs/").content.decode()
         assert mine in html and theirs not in html
+
+
+def test_a_payee_suspended_after_the_round_was_created_blocks_approval(eval_set, fake_model_dir, staff_user):
+    add_owner("alice", synthetic.owner_pairs("clean_helpful", 6, 1))
+    bob = add_owner("bob", synthetic.owner_pairs("noisy", 6, 2))
+    r = write_results(create(eval_set, fake_model_dir), [0.2, 0.1])
+    owner_set_status(owner=bob, status="suspended")
+    with pytest.raises(ValidationError, match="payee\\(s\\) bob are no longer verified"):
+        services.payout_approve(valuation_round=r, approved_by=staff_user)
+    r.refresh_from_db()
+    assert r.approved_at is None and not r.payouts.filter(status="approved").exists()
+    owner_set_status(owner=bob, status="verified")
+    assert services.payout_approve(valuation_round=r, approved_by=staff_user) == 2
