@@ -157,3 +157,39 @@ def login_rate_limited(view):
         (login_succeeded if signed_in else login_failed)(request, username)
         return response
     return wrapped
+
+
+# --- signup ---------------------------------------------------------------------------------------
+# Every account could be a player, so accounts are what a Sybil needs in bulk: `signup_rate_limited`
+# counts the accounts created from one client address in a window (SIGNUP_LIMIT) and, over it, answers
+# 429 without creating another. (Verification by staff is what keeps a new account from earning,
+# marketplace/payees.py; this keeps the queue of unverified accounts from being flooded.)
+
+def _signup_key(request) -> str:
+    return f"signup:ip:{client_address(request)}"
+
+
+def signup_wait(request) -> int:
+    """Seconds until this address may create another account (0: now)."""
+    count, seconds = parse_rate(settings.SIGNUP_LIMIT)
+    return seconds if (cache.get(_signup_key(request)) or 0) >= count else 0
+
+
+def signup_rate_limited(view):
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        wait = signup_wait(request)
+        if wait:
+            return render(request, "too_many_signups.html", {"minutes": max(1, wait // 60)}, status=429)
+        response = view(request, *args, **kwargs)
+        if request.user.is_authenticated:  # the signup view signs the new account in
+            key, (_, seconds) = _signup_key(request), parse_rate(settings.SIGNUP_LIMIT)
+            cache.add(key, 0, timeout=seconds)  # the window starts at the first account
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, timeout=seconds)
+        return response
+    return wrapped

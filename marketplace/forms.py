@@ -1,9 +1,17 @@
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
+from .usernames import validate_username
+
 
 class SignupForm(UserCreationForm):
     email = forms.EmailField(required=False)
+
+    def clean_username(self):
+        username = super().clean_username()
+        if username:  # None: the parent already reported it (e.g. taken)
+            validate_username(username)
+        return username
 
 
 class UploadForm(forms.Form):

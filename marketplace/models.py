@@ -10,16 +10,53 @@ from django.db import models
 from config.ids import random_id
 
 
+class Payee(models.Model):
+    """Who is paid: a verified person or organisation, with one or more owner accounts.
+
+    A round's players are payees, not accounts (valuation/services.py): all the accepted data of a
+    payee's active accounts is one player, paid once. Anyone can sign up and upload, so an account
+    earns nothing until staff verify it, which attaches it to a payee; otherwise one person with
+    several accounts would be several players and take a larger share (issue 24)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending verification"
+        VERIFIED = "verified", "verified"
+        SUSPENDED = "suspended", "suspended"
+
+    name = models.CharField(max_length=150, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                          on_delete=models.SET_NULL, related_name="+")
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class DataOwner(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="data_owner")
     display_name = models.CharField(max_length=150, blank=True)
+    # Set by staff only (marketplace/payees.py); None until the account is verified.
+    payee = models.ForeignKey(Payee, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["user__username"]
 
     def __str__(self) -> str:
+        # A player is a payee: its name is what every round page, statement and export shows.
+        if self.payee_id:
+            return self.payee.name
         return self.display_name or self.user.get_username()
+
+    @property
+    def verification(self) -> str:
+        """pending / verified / suspended: the status of this account's payee (pending without one)."""
+        return self.payee.status if self.payee_id else Payee.Status.PENDING
 
     @property
     def name(self) -> str:

@@ -12,11 +12,11 @@ from django.http import Http404
 
 from config import money
 
-from .models import Contribution, DataOwner, EvalSet, PairFormat, PreferencePair
+from .models import Contribution, DataOwner, EvalSet, PairFormat, Payee, PreferencePair
 
 
 def contribution_list(*, user) -> QuerySet[Contribution]:
-    qs = Contribution.objects.select_related("owner__user")
+    qs = Contribution.objects.select_related("owner__user", "owner__payee")
     if user.is_staff:
         return qs
     return qs.filter(owner__user=user)
@@ -58,7 +58,7 @@ def owner_of(*, user) -> DataOwner | None:
     """The user's owner profile, or None (staff accounts usually have none)."""
     if not user.is_authenticated:
         return None
-    return DataOwner.objects.filter(user=user).select_related("user").first()
+    return DataOwner.objects.filter(user=user).select_related("user", "payee").first()
 
 
 def owner_get(*, username: str) -> DataOwner:
@@ -75,7 +75,8 @@ def overview_version() -> str:
     only change by rows added or deleted (counts, last ids or times), rounds by their status and approval."""
     from valuation.models import Payout, ValuationRound
 
-    parts = [DataOwner.objects.aggregate(n=Count("id"), last=Max("id")),
+    # Verification changes go through marketplace/payees.py, which always stamps the payee's status time.
+    parts = [DataOwner.objects.aggregate(n=Count("id"), last=Max("id"), verified=Max("payee__status_changed_at")),
              # contribution ids are random (config/ids.py): the newest upload time marks an addition
              Contribution.objects.aggregate(n=Count("id"), last=Max("created_at")),
              Payout.objects.aggregate(last=Max("id")),  # never deleted once a round is done; COUNT would scan
@@ -121,9 +122,12 @@ def overview_owners(*, rank_currency: str) -> list[dict]:
     Ordered by what they were paid in `rank_currency` (approved + pending), then name."""
     from valuation.models import Payout, RoundOwner
 
-    rows = {pk: {"id": pk, "owner": display or username, "username": username, "pairs": 0, "accepted": 0,
+    statuses = dict(Payee.Status.choices)
+    rows = {pk: {"id": pk, "owner": display or username, "username": username, "payee": payee or "",
+                 "status": statuses[status or Payee.Status.PENDING], "pairs": 0, "accepted": 0,
                  "refused": 0, "rounds": 0, "paid": defaultdict(Decimal), "pending": defaultdict(Decimal)}
-            for pk, display, username in DataOwner.objects.values_list("pk", "display_name", "user__username")}
+            for pk, display, username, payee, status in DataOwner.objects.values_list(
+                "pk", "display_name", "user__username", "payee__name", "payee__status")}
     for owner_id, status, n, pairs in Contribution.objects.values_list("owner_id", "status").annotate(
             n=Count("id"), pairs=Sum("n_pairs")):
         rows[owner_id][status] = n

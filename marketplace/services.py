@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 
 from .models import Contribution, DataOwner, EvalPair, EvalSet, PreferencePair
 from .parsing import ParseResult, RowError, UploadLimits, UploadRefused, parse_upload
+from .usernames import validate_username
 
 logger = logging.getLogger(__name__)
 HASH_QUERY_CHUNK = 900  # below SQLite's variable limit on every version we support
@@ -32,6 +33,7 @@ def owner_create(*, username: str, password: str | None = None, email: str = "",
     else:
         user.set_unusable_password()
     user.full_clean()
+    validate_username(username)
     with transaction.atomic():
         user.save()
         owner = DataOwner(user=user, display_name=display_name)

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from config.ratelimit import login_rate_limited
+from config.ratelimit import login_rate_limited, signup_rate_limited
 
 from . import views
 
@@ -9,7 +9,7 @@ app_name = "marketplace"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("signup/", views.signup, name="signup"),
+    path("signup/", signup_rate_limited(views.signup), name="signup"),
     path("login/", login_rate_limited(auth_views.LoginView.as_view(template_name="marketplace/login.html")),
          name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

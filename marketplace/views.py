@@ -12,8 +12,9 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from . import charts, selectors, services
+from . import charts, payees, selectors, services
 from .forms import EvalSetForm, SignupForm, UploadForm
+from .models import Payee
 from .parsing import UploadRefused
 
 
@@ -58,7 +59,18 @@ def contribution_list(request):
     page = Paginator(selectors.contribution_list(user=request.user), 25).get_page(request.GET.get("page"))
     status = 403 if denied else 400 if refusal or (request.method == "POST" and not form.is_valid()) else 200
     return render(request, "marketplace/contribution_list.html",
-                  {"form": form, "page": page, "refusal": refusal}, status=status)
+                  {"form": form, "page": page, "refusal": refusal, "verification": _verification(request.user)},
+                  status=status)
+
+
+def _verification(user) -> dict | None:
+    """The owner's own verification status and what it means for their pay (staff see everyone's in the
+    overview and the admin)."""
+    owner = selectors.owner_of(user=user)
+    if owner is None:
+        return None
+    return {"status": owner.verification, "label": dict(Payee.Status.choices)[owner.verification],
+            "payee": owner.payee.name if owner.payee_id else "", "meaning": payees.status_meaning(owner)}
 
 
 @login_required

@@ -7,9 +7,18 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from marketplace.payees import owner_set_status
 from marketplace.services import owner_create
 
 PASSWORD = "correct-horse-battery"
+
+
+def verified_owner(username: str, **kwargs):
+    """An owner account that staff have verified (its own payee): only verified owners are round players."""
+    owner = owner_create(username=username, **kwargs)
+    owner_set_status(owner=owner, status="verified")
+    owner.refresh_from_db()
+    return owner
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -45,12 +54,12 @@ def _empty_cache():
 
 @pytest.fixture
 def owner_a(db):
-    return owner_create(username="owner_a", password=PASSWORD)
+    return verified_owner("owner_a", password=PASSWORD)
 
 
 @pytest.fixture
 def owner_b(db):
-    return owner_create(username="owner_b", password=PASSWORD)
+    return verified_owner("owner_b", password=PASSWORD)
 
 
 @pytest.fixture

@@ -143,6 +143,8 @@ def world(owner_a, owner_b, staff_user) -> World:
     for owner, o in ((owner_a, A), (owner_b, B)):
         owner.display_name = o["display"]
         owner.save()
+        owner.payee.name = o["display"]  # a player is shown by its payee's name: the marker must be it
+        owner.payee.save()
         get_user_model().objects.filter(pk=owner.user_id).update(email=o["email"])
     a_used, a_free = _owner_data(owner_a, A)
     b_used, b_free = _owner_data(owner_b, B)

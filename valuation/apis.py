@@ -54,7 +54,10 @@ class RoundInputSerializer(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, default=0)
     beta = serializers.FloatField(min_value=1e-6, required=False)
     training = serializers.DictField(required=False, default=dict)
-    owners = serializers.ListField(child=serializers.CharField(), required=False)
+    owners = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="the players: verified payees, by name or by one of their accounts' usernames (default: every "
+                  "verified payee with accepted data); an unverified, suspended or inactive one is refused")
     budget = serializers.IntegerField(min_value=1, required=False, help_text="utility evaluations for the estimator")
     target = serializers.FloatField(min_value=1e-6, max_value=0.999999, required=False,
                                     help_text="stop sampling when at most this share of the pool may be misallocated")

@@ -2,14 +2,28 @@ from django import forms
 from django.conf import settings
 
 from config import money
-from marketplace.models import EvalSet
+from marketplace.models import EvalSet, Payee
 
 from .models import Composition, Estimator, Utility
 
 
+class PayeeChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj):
+        return obj.name if obj.status == Payee.Status.VERIFIED else f"{obj.name} ({obj.get_status_display()})"
+
+
+def _verified_payee_names() -> list[str]:
+    return list(Payee.objects.filter(status=Payee.Status.VERIFIED).values_list("name", flat=True))
+
+
 class RoundForm(forms.Form):
     name = forms.CharField(max_length=150)
-    # The service checks the pool against the currency's minor unit and what the database holds exactly.
+    # Every payee is listed, so that choosing one that is not verified gets round_create's reason, not a
+    # bare "invalid choice".
+    owners = PayeeChoiceField(queryset=Payee.objects.order_by("name"), to_field_name="name", required=False,
+                              initial=_verified_payee_names,
+                              help_text="the players: verified payees (each with all its accounts' data); "
+                                        "none selected: every verified payee")
     pool = forms.DecimalField(max_digits=18, decimal_places=4, min_value=0, help_text="reward pool to split")
     currency = forms.ChoiceField(choices=[(code, code) for code in sorted(money.CURRENCIES)], initial="USD",
                                  help_text="ISO 4217; amounts are paid in its minor unit (JPY 0 decimals, KWD 3)")

@@ -14,7 +14,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from config.ids import random_id
-from marketplace.models import Contribution, DataOwner, EvalSet
+from marketplace.models import Contribution, DataOwner, EvalSet, Payee
 
 
 class Utility(models.TextChoices):
@@ -133,10 +133,17 @@ class OwnerModel(models.Model):
 
 
 class RoundOwner(models.Model):
-    """An owner's participation in a round: a snapshot of their data at round creation."""
+    """A player of a round — a payee — and a snapshot of its data at round creation.
+
+    `contributions` are the accepted data of all the payee's active accounts; `owner` is the account
+    that stands for the payee in the round's rows (values, payouts, pair values: the first of its
+    accounts by username). Which payee owns the rows is recorded here, so moving an account to another
+    payee later does not move the round's payouts with it. Rounds from before payees existed have no
+    payee: their rows belong to `owner`'s account alone."""
 
     round = models.ForeignKey(ValuationRound, on_delete=models.CASCADE, related_name="participants")
     owner = models.ForeignKey(DataOwner, on_delete=models.PROTECT, related_name="participations")
+    payee = models.ForeignKey(Payee, null=True, blank=True, on_delete=models.PROTECT, related_name="participations")
     index = models.PositiveSmallIntegerField()  # bit position in coalition masks
     contributions = models.ManyToManyField(Contribution, related_name="round_uses")
     n_pairs = models.PositiveIntegerField()

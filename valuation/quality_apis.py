@@ -59,6 +59,8 @@ class RoundDataQualityApi(APIView):
             return Response(data)
         data = {k: data[k] for k in OWNER_REPORT_FIELDS}
         owner = marketplace_selectors.owner_of(user=request.user)
+        player = selectors.round_player(valuation_round=valuation_round, owner=owner) if owner else None
+        owner = player.owner if player else owner  # an account of a payee: the payee's pairs
         data["mine"] = quality_selectors.owner_summary(report=report, owner=owner) if done else None
         return Response(data)
 

@@ -28,9 +28,11 @@ def report_get_done(*, valuation_round: ValuationRound) -> DataQualityReport:
 
 def pair_values_for(*, report: DataQualityReport, user, owner=None, flagged: bool | None = None) -> QuerySet[PairValue]:
     """Staff: every pair (or one `owner`'s). Anyone else: their own pairs only, whatever `owner` says."""
+    from .selectors import mine
+
     qs = report.pair_values.select_related("pair", "owner__user").order_by("owner__user__username", "rank")
     if not user.is_staff:
-        qs = qs.filter(owner__user=user)
+        qs = qs.filter(mine(user=user, round_field="report__round"))
     elif owner is not None:
         qs = qs.filter(owner=owner)
     if flagged is not None:

@@ -82,7 +82,8 @@ def _my_report(request, round_id: int):
     if owner is None:
         raise Http404("name an owner: ?owner=username")
     report = quality_selectors.report_get_done(valuation_round=valuation_round)
-    return valuation_round, owner, report
+    player = selectors.round_player(valuation_round=valuation_round, owner=owner)
+    return valuation_round, player.owner if player else owner, report  # an account of a payee: the payee's pairs
 
 
 @login_required

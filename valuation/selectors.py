@@ -1,13 +1,17 @@
 """Reads of valuation rounds. Owner-facing reads are scoped here: an owner sees the
 rounds they took part in, their own value and payout, and round totals — never
-another owner's row."""
+another owner's row.
+
+A round's player is a payee (valuation/services.py): every account of the payee sees the
+payee's rows, and only those (`players_of`). A row keyed by (round, owner) — value, payout,
+pair value — is the payee the round recorded for that owner, not whoever holds the account now."""
 from __future__ import annotations
 
 from decimal import Decimal
 
 import numpy as np
 from django.core.cache import cache
-from django.db.models import QuerySet, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.http import Http404
 
 from .models import ObjectiveValue, OwnerValue, Payout, RoundOwner, ValuationRound
@@ -25,6 +29,24 @@ def error_for(error: str, *, staff: bool) -> str:
     return error if staff else OWNER_FAILURE_MESSAGE
 
 
+def players_of(*, user) -> QuerySet[RoundOwner]:
+    """The participations whose value and pay are this user's: those of the payee the user's account
+    belongs to, and (rounds from before payees) those of the account itself."""
+    return RoundOwner.objects.filter(Q(payee__accounts__user=user) | Q(payee__isnull=True, owner__user=user))
+
+
+def mine(*, user, round_field: str = "round") -> Exists:
+    """A filter for rows keyed by (round, owner) — values, payouts, pair values — that are this user's."""
+    return Exists(players_of(user=user).filter(round=OuterRef(round_field), owner=OuterRef("owner")))
+
+
+def round_player(*, valuation_round: ValuationRound, owner) -> RoundOwner | None:
+    """The player an owner's account is part of in a round (its payee's participation), if any."""
+    by_payee = Q(payee_id=owner.payee_id) if owner.payee_id else Q(pk__in=[])
+    return valuation_round.participants.filter(by_payee | Q(payee__isnull=True, owner=owner)) \
+        .select_related("owner__user", "owner__payee").first()
+
+
 def contribution_used_in_round(*, contribution) -> bool:
     return RoundOwner.objects.filter(contributions=contribution).exists()
 
@@ -36,7 +58,7 @@ def round_list() -> QuerySet[ValuationRound]:
 def round_list_for(*, user) -> QuerySet[ValuationRound]:
     if user.is_staff:
         return round_list()
-    return round_list().filter(participants__owner__user=user).distinct()
+    return round_list().filter(Exists(players_of(user=user).filter(round=OuterRef("pk"))))
 
 
 def round_get(*, round_id: int) -> ValuationRound:
@@ -54,30 +76,31 @@ def round_get_for(*, user, round_id: int) -> ValuationRound:
 
 
 def round_participants(*, valuation_round: ValuationRound) -> QuerySet[RoundOwner]:
-    return valuation_round.participants.select_related("owner__user", "owner_model").order_by("index")
+    return valuation_round.participants.select_related("owner__user", "owner__payee", "owner_model").order_by("index")
 
 
 def round_values(*, valuation_round: ValuationRound, user=None) -> QuerySet[OwnerValue]:
-    qs = valuation_round.values.select_related("owner__user").order_by("-shapley")
+    qs = valuation_round.values.select_related("owner__user", "owner__payee").order_by("-shapley")
     if user is not None and not user.is_staff:
-        qs = qs.filter(owner__user=user)
+        qs = qs.filter(mine(user=user))
     return qs
 
 
 def round_payouts(*, valuation_round: ValuationRound, user=None) -> QuerySet[Payout]:
     """What the round pays: the active payout per owner (corrections applied; see round_ledger)."""
-    qs = valuation_round.payouts.active().select_related("owner__user", "round") \
+    qs = valuation_round.payouts.active().select_related("owner__user", "owner__payee", "round") \
         .order_by("-amount", "owner__user__username")
     if user is not None and not user.is_staff:
-        qs = qs.filter(owner__user=user)
+        qs = qs.filter(mine(user=user))
     return qs
 
 
 def round_ledger(*, valuation_round: ValuationRound, user=None) -> QuerySet[Payout]:
     """Every ledger entry of the round in the order written: payouts, reversals, corrected payouts."""
-    qs = valuation_round.payouts.select_related("owner__user", "round", "created_by").order_by("created_at", "id")
+    qs = valuation_round.payouts.select_related("owner__user", "owner__payee", "round", "created_by") \
+        .order_by("created_at", "id")
     if user is not None and not user.is_staff:
-        qs = qs.filter(owner__user=user)
+        qs = qs.filter(mine(user=user))
     return qs
 
 
@@ -97,11 +120,11 @@ def round_coalitions(*, valuation_round: ValuationRound) -> list[dict]:
 
 
 def owner_payouts(*, user) -> QuerySet[Payout]:
-    return Payout.objects.active().filter(owner__user=user).select_related("round").order_by("-round__created_at")
+    return Payout.objects.active().filter(mine(user=user)).select_related("round").order_by("-round__created_at")
 
 
 def owner_values(*, user) -> dict[int, OwnerValue]:
-    return {v.round_id: v for v in OwnerValue.objects.filter(owner__user=user)}
+    return {v.round_id: v for v in OwnerValue.objects.filter(mine(user=user))}
 
 
 # --- dashboards: plain data for valuation/charts.py and the pages' tables ---------------------------
@@ -180,9 +203,9 @@ def round_objective_values(*, valuation_round: ValuationRound, user=None) -> dic
     reward = valuation_round.config.get("reward") or {}
     if not reward:  # not a reward round: nothing to read
         return {"objectives": [], "payout": {}, "rows": []}
-    qs = ObjectiveValue.objects.filter(round=valuation_round).select_related("owner__user")
+    qs = ObjectiveValue.objects.filter(round=valuation_round).select_related("owner__user", "owner__payee")
     if user is not None and not user.is_staff:
-        qs = qs.filter(owner__user=user)
+        qs = qs.filter(mine(user=user))
     index = dict(valuation_round.participants.values_list("owner_id", "index"))
     rows: dict[int, dict] = {}
     for v in qs:
@@ -260,11 +283,11 @@ def owner_round_history(*, user) -> list[dict]:
     """Every round the user's data took part in, oldest first, with their value and payout: three
     narrow queries (never a round's large JSON columns), whatever the number of rounds."""
     labels = dict(ValuationRound.Status.choices)
-    parts = RoundOwner.objects.filter(owner__user=user).order_by("round__created_at", "round_id").values_list(
+    parts = players_of(user=user).distinct().order_by("round__created_at", "round_id").values_list(
         "round_id", "round__name", "round__created_at", "round__status", "round__currency", "round__decimals")
-    values = {row[0]: row[1:] for row in OwnerValue.objects.filter(owner__user=user).values_list(
+    values = {row[0]: row[1:] for row in OwnerValue.objects.filter(mine(user=user)).values_list(
         "round_id", "shapley", "stderr", "ci_low", "ci_high")}
-    payouts = {row[0]: row[1:] for row in Payout.objects.active().filter(owner__user=user).values_list(
+    payouts = {row[0]: row[1:] for row in Payout.objects.active().filter(mine(user=user)).values_list(
         "round_id", "share", "amount", "status")}
     rows = []
     for round_id, name, created, status, currency, decimals in parts:
@@ -280,9 +303,11 @@ def owner_round_history(*, user) -> list[dict]:
 
 def round_statement(*, valuation_round: ValuationRound, owner) -> dict:
     """One owner's statement for one round: the round's config, their value, CI, share, amount, and the
-    round totals. Nothing about any other owner."""
-    if not valuation_round.participants.filter(owner=owner).exists():
+    round totals. Nothing about any other owner. For an account of a payee it is the payee's statement."""
+    player = round_player(valuation_round=valuation_round, owner=owner)
+    if player is None:
         raise Http404("this owner did not take part in the round")
+    owner = player.owner
     value = valuation_round.values.filter(owner=owner).first()
     payout = valuation_round.payouts.active().filter(owner=owner).first()
     objectives = [row for row in round_objective_values(valuation_round=valuation_round, user=owner.user)["rows"]

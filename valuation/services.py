@@ -23,7 +23,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config import money
-from marketplace.models import Contribution, DataOwner, EvalSet
+from marketplace.models import Contribution, DataOwner, EvalSet, Payee
+from marketplace.payees import verified_payees
 
 from . import objectives as objectives_module
 from . import stages
@@ -58,7 +59,8 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
                  objectives=None, payout_objective=None, decoding: dict | None = None, prompts: int | None = None,
                  data_quality: bool = False, data_quality_options: dict | None = None,
                  created_by=None) -> ValuationRound:
-    """Validate the request, snapshot the participating owners' data, record the full config.
+    """Validate the request, snapshot the players' data, record the full config. The players are verified
+    payees (`owners`: payee names or their accounts' usernames; default: every verified payee with data).
 
     `objectives`, `payout_objective`, `decoding` and `prompts` configure a `reward` round (objectives.py).
     `data_quality` opts the round into the data-quality stage (pair values, flags, clusters) after
@@ -96,8 +98,8 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
             progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
         valuation_round.full_clean()
         valuation_round.save()
-        for index, (owner, contributions) in enumerate(participants):
-            _participant_create(valuation_round, index, owner, contributions)
+        for index, (payee, owner, contributions) in enumerate(participants):
+            _participant_create(valuation_round, index, owner, contributions, payee=payee)
     logger.info("round %s created with %d owners", valuation_round.pk, len(participants))
     return valuation_round
 
@@ -117,24 +119,60 @@ def _check_budget(budget: int | None, target: float | None, estimator: str, n: i
     return budget, target
 
 
-def _participants(usernames: list[str] | None) -> list[tuple[DataOwner, list[Contribution]]]:
+def _participants(names: list[str] | None) -> list[tuple[Payee, DataOwner, list[Contribution]]]:
+    """The round's players: verified payees (all of them, or those named), each with the accepted data of
+    its active accounts and the account that stands for it. A name is a payee's name or one of its
+    accounts' usernames. Naming an unverified, suspended or inactive one is refused, not skipped."""
     accepted = Contribution.objects.filter(status=Contribution.Status.ACCEPTED, n_pairs__gt=0)
-    owners = DataOwner.objects.filter(contributions__in=accepted).distinct().select_related("user")
-    if usernames:
-        owners = owners.filter(user__username__in=usernames)
-        missing = set(usernames) - {o.user.username for o in owners}
-        if missing:
-            raise ValidationError(f"no accepted data for owner(s): {', '.join(sorted(missing))}")
-    owners = sorted(owners, key=lambda o: o.user.username)
-    if not owners:
-        raise ValidationError("no owner has accepted data: nothing to value")
-    return [(o, list(accepted.filter(owner=o).order_by("id"))) for o in owners]
+    payees = _chosen_payees(names) if names else list(verified_payees())
+    players, missing = [], []
+    for payee in sorted(payees, key=lambda p: (p.name.casefold(), p.name)):
+        accounts = payee.accounts.filter(user__is_active=True).select_related("user", "payee")
+        contributions = list(accepted.filter(owner__in=accounts).select_related("owner__user").order_by("id"))
+        if not contributions:
+            missing.append(payee.name)
+            continue
+        holder = min((c.owner for c in contributions), key=lambda o: o.user.get_username())
+        players.append((payee, holder, contributions))
+    if names and missing:
+        raise ValidationError(f"no accepted data for owner(s): {', '.join(missing)}")
+    if not players:
+        raise ValidationError("no verified owner has accepted data: nothing to value (staff verify owners "
+                              "with `manage.py verify_owner` or the admin)")
+    return players
 
 
-def _participant_create(valuation_round, index, owner, contributions) -> RoundOwner:
+def _chosen_payees(names: list[str]) -> list[Payee]:
+    by_name = {p.name: p for p in Payee.objects.filter(name__in=names)}
+    accounts = {o.user.get_username(): o for o in
+                DataOwner.objects.filter(user__username__in=names).select_related("user", "payee")}
+    chosen: dict[int, Payee] = {}
+    problems = []
+    for name in dict.fromkeys(names):
+        account = accounts.get(name)
+        payee = by_name.get(name) or (account.payee if account else None)
+        if account is None and payee is None:
+            problems.append(f"'{name}' is neither a data owner nor a payee")
+        elif payee is None:
+            problems.append(f"owner '{name}' is not verified (pending): unverified owners are not players")
+        elif payee.status != Payee.Status.VERIFIED:
+            problems.append(f"'{name}' ({'payee' if name == payee.name else 'an account of payee'} "
+                            f"'{payee.name}') is {payee.get_status_display()}: only verified payees are players")
+        elif name not in by_name and not account.user.is_active:
+            problems.append(f"owner '{name}' is inactive: inactive accounts are not players")
+        elif not payee.accounts.filter(user__is_active=True).exists():
+            problems.append(f"payee '{payee.name}' has no active account: inactive accounts are not players")
+        else:
+            chosen[payee.pk] = payee
+    if problems:
+        raise ValidationError("; ".join(problems))
+    return list(chosen.values())
+
+
+def _participant_create(valuation_round, index, owner, contributions, payee=None) -> RoundOwner:
     pairs = stages.owner_pairs(contributions)
-    participant = RoundOwner.objects.create(round=valuation_round, owner=owner, index=index, n_pairs=len(pairs),
-                                            data_hash=stages.pairs_digest(pairs))
+    participant = RoundOwner.objects.create(round=valuation_round, owner=owner, payee=payee, index=index,
+                                            n_pairs=len(pairs), data_hash=stages.pairs_digest(pairs))
     participant.contributions.set(contributions)
     return participant
 
@@ -212,12 +250,23 @@ def round_cancel(*, valuation_round: ValuationRound) -> ValuationRound:
     return valuation_round
 
 
+def _check_players_still_verified(valuation_round: ValuationRound) -> None:
+    """A payee suspended after the round was created (e.g. found to be one person's second payee) must not
+    be paid by approving it: its draft payouts stay drafts and the round is run again without it."""
+    lapsed = sorted(valuation_round.participants.exclude(payee=None).exclude(payee__status=Payee.Status.VERIFIED)
+                    .values_list("payee__name", flat=True))
+    if lapsed:
+        raise ValidationError(f"payee(s) {', '.join(lapsed)} are no longer verified; these payouts cannot be "
+                              "approved (create the round again without them, or verify them again)")
+
+
 @transaction.atomic
 def payout_approve(*, valuation_round: ValuationRound, approved_by) -> int:
     """Approve every draft payout of a finished round, once. Returns how many rows were approved."""
     locked = ValuationRound.objects.select_for_update().get(pk=valuation_round.pk)
     if locked.status != ValuationRound.Status.DONE:
         raise ValidationError(f"only a finished round's payouts can be approved (this one is {locked.status})")
+    _check_players_still_verified(locked)
     from .screening import approval_blockers  # the semantic screen: flagged owners need staff acknowledgement
 
     blockers = approval_blockers(locked)

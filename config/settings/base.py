@@ -117,6 +117,8 @@ LOGIN_FAILURE_LIMITS = {
 LOGIN_KNOWN_ADDRESS_DAYS = env.int("LOGIN_KNOWN_ADDRESS_DAYS", default=90)  # how long a signed-in address stays known
 LOGIN_SLOW_SECONDS = env.int("LOGIN_SLOW_SECONDS", default=60)  # over the ceiling: a known address tries this often
 API_TOKEN_DAYS = env.int("API_TOKEN_DAYS", default=30)  # an API token is refused (401) this long after it was issued
+# Accounts created per client address per window (config/ratelimit.py, signup_rate_limited).
+SIGNUP_LIMIT = env("SIGNUPS_PER_ADDRESS", default="5/h")
 RATELIMIT_CLIENT_IP_HEADER = env("RATELIMIT_CLIENT_IP_HEADER", default="")  # e.g. HTTP_X_REAL_IP behind a proxy
 LOGIN_URL = "marketplace:login"
 LOGIN_REDIRECT_URL = "marketplace:home"

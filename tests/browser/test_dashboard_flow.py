@@ -20,9 +20,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from marketplace.models import DataOwner
+from marketplace.payees import owner_set_status
 from marketplace.services import contribution_create, eval_set_create, owner_create
 from tests.browser.conftest import screenshot
-from tests.conftest import PASSWORD, jsonl_bytes, make_pairs
+from tests.conftest import PASSWORD, jsonl_bytes, make_pairs, verified_owner
 from tests.dashboards import round_for, write_data_quality, write_objective_values, write_results
 from valuation.models import Payout, ValuationRound
 
@@ -130,9 +132,11 @@ def test_owner_uploads_staff_run_and_approve_a_round_owner_reads_statement(brows
     wait_until(browser, lambda d: "Accepted 5 pairs from carol.jsonl" in d.page_source, "good file not accepted")
     screenshot(browser, "02-owner-upload-accepted")
 
-    # --- the rest of the marketplace, set up directly: two more owners, an eval set, a model directory
+    # --- the rest of the marketplace, set up directly: staff verify carol, two more verified owners, an eval
+    # set, a model directory
+    owner_set_status(owner=DataOwner.objects.get(user__username="carol"), status="verified")
     for username, tag in (("dave", "dave"), ("erin", "erin")):
-        owner = owner_create(username=username, password=PASSWORD)
+        owner = verified_owner(username, password=PASSWORD)
         contribution_create(owner=owner, file=io.BytesIO(jsonl_bytes(make_pairs(4, tag=tag))), filename="d.jsonl")
     eval_set_create(name="heldout", file=io.BytesIO(jsonl_bytes(make_pairs(6, tag="eval"))), filename="e.jsonl")
     model_dir = tmp_path / "model"

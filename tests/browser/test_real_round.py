@@ -39,6 +39,7 @@ PAIRS = 60
 SETUP = f"""
 import io, json
 from django.contrib.auth import get_user_model
+from marketplace.payees import owner_set_status
 from marketplace.services import contribution_create, eval_set_create, owner_create
 from valuation.engine import synthetic
 
@@ -49,6 +50,7 @@ def jsonl(pairs):
 get_user_model().objects.create_user(username="staff", password={PASSWORD!r}, is_staff=True)
 for name, (kind, seed) in {OWNERS!r}.items():
     owner = owner_create(username=name, password={PASSWORD!r})
+    owner_set_status(owner=owner, status="verified")
     contribution_create(owner=owner, file=jsonl(synthetic.owner_pairs(kind, {PAIRS}, seed)), filename=name + ".jsonl")
 eval_set_create(name="heldout", file=jsonl(synthetic.eval_pairs(100, 0)), filename="heldout.jsonl")
 """

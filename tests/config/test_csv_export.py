@@ -39,9 +39,9 @@ def test_owner_and_round_names_are_neutralised_in_every_export(world, staff_user
     from valuation.models import ValuationRound
 
     ValuationRound.objects.filter(pk=world.round.pk).update(name="=cmd|' /C calc'!A0")
-    owner = world.users["a"].data_owner
-    owner.display_name = '@SUM(1)+HYPERLINK("http://evil")'
-    owner.save()
+    payee = world.users["a"].data_owner.payee  # players are shown by their payee's name
+    payee.name = '@SUM(1)+HYPERLINK("http://evil")'
+    payee.save()
     staff = Client()
     staff.force_login(staff_user)
     exports = [staff.get(f"/rounds/{world.round.pk}/payouts.csv").content.decode()]

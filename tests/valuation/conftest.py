@@ -2,8 +2,8 @@
 `tiny_base_model`, is built once per session in tests/conftest.py)."""
 import pytest
 
-from marketplace.services import contribution_create, eval_set_create, owner_create
-from tests.conftest import jsonl_bytes, upload
+from marketplace.services import contribution_create, eval_set_create
+from tests.conftest import jsonl_bytes, upload, verified_owner
 
 
 def pairs_records(pairs) -> list[dict]:
@@ -11,7 +11,7 @@ def pairs_records(pairs) -> list[dict]:
 
 
 def add_owner(username: str, pairs) -> object:
-    owner = owner_create(username=username)
+    owner = verified_owner(username)
     contribution_create(owner=owner, file=upload(f"{username}.jsonl", jsonl_bytes(pairs_records(pairs))),
                         filename=f"{username}.jsonl")
     return owner

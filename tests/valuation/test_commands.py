@@ -59,6 +59,10 @@ def test_demo_command_sets_up_the_marketplace_and_runs_a_round(tiny_base_model, 
     assert "mallory: upload refused as expected" in text and "admin / admin-demo-pass" in text
     r = ValuationRound.objects.get(name="demo-round")
     assert r.status == "done" and r.participants.count() == len(synthetic.DEMO_OWNERS)
+    # The demo's staff verify its owners (each its own payee); the refused copier stays unverified.
+    assert "alice: payee 'alice' verified" in text
+    assert sorted(r.participants.values_list("payee__name", flat=True)) == \
+        sorted(name for name, _, _ in synthetic.DEMO_OWNERS)
     values = {v.owner.name: v.shapley for v in r.values.all()}
     assert min(values, key=values.get) == "dave" and values["dave"] < 0
     assert values["alice"] > values["carol"] and values["bob"] > values["carol"]

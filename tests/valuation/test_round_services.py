@@ -63,7 +63,7 @@ def test_round_create_snapshots_participants_and_config(market, fake_model_dir):
     ({"training": {"loss_types": ["sigmoid"]}}, "training option 'loss_weights': 2 weight(s) for 1 loss type(s)"),
     ({"training": {"loss_types": ["sft"], "loss_weights": [1]}}, "needs a preference loss"),
     ({"seed": 2**32}, "training option 'seed'"),
-    ({"owners": ["alice", "zed"]}, "no accepted data for owner(s): zed"),
+    ({"owners": ["alice", "zed"]}, "'zed' is neither a data owner nor a payee"),
 ])
 def test_round_create_refuses_bad_requests(market, fake_model_dir, overrides, message):
     with pytest.raises(ValidationError, match=None) as info:
@@ -91,7 +91,7 @@ def test_round_create_refuses_missing_model_dir_and_duplicate_name(market, fake_
 
 def test_round_create_needs_owners(fake_model_dir):
     eval_set = add_eval_set("eval", synthetic.eval_pairs(4, 0))
-    with pytest.raises(ValidationError, match="no owner has accepted data"):
+    with pytest.raises(ValidationError, match="no verified owner has accepted data"):
         create(eval_set, fake_model_dir)
 
 

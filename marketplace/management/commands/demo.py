@@ -1,6 +1,6 @@
 """`make demo`: a working marketplace in minutes, from nothing.
 
-migrate → demo admin + owners with their uploads (and a copier who is refused) →
+migrate → demo admin + owners with their uploads (and a copier who is refused), owners verified →
 held-out eval set → tiny base model (cached) → a valuation round with progress bars
 (preference accuracy, with the data-quality stage) → a second round on the same owner models that
 values what their composed models generate, under two objectives (helpfulness, harmlessness: the data
@@ -56,6 +56,8 @@ class Command(BaseCommand):
             self._upload(username, path)
         for username, path in files["copiers"].items():
             self._upload(username, path)
+        # Only verified owners are paid; the demo's staff vouch for its owners (the copiers stay unverified).
+        call_command("verify_owner", *files["owners"], stdout=self.stdout, stderr=self.stderr)
         if not EvalSet.objects.filter(name="demo-eval").exists():
             with open(files["eval"], "rb") as fh:
                 eval_set_create(name="demo-eval", file=fh, filename=files["eval"].name)

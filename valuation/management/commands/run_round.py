@@ -27,6 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--target", type=float, default=None,
                             help="stop sampling once at most this share of the pool may be misallocated (0.01)")
         parser.add_argument("--currency", default="USD")
+        parser.add_argument("--owner", action="append", default=None, metavar="NAME",
+                            help="a player: a verified payee, by its name or one of its accounts' usernames; repeat "
+                                 "for several (default: every verified payee with accepted data)")
         reward = parser.add_argument_group("reward utility (judged generations of each coalition's composed model)")
         reward.add_argument("--objective", action="append", default=None, metavar="NAME=JUDGE",
                             help="an objective and its judge: a dotted path to score(prompts, responses), a "
@@ -77,7 +80,8 @@ class Command(BaseCommand):
             utility=opts["utility"], composition=opts["composition"], estimator=opts["estimator"],
             seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"],
             objectives=opts["objective"], payout_objective=opts["payout_objective"], prompts=opts["prompts"],
-            decoding=_decoding_options(opts), data_quality=opts["data_quality"], training=opts["training"])
+            decoding=_decoding_options(opts), data_quality=opts["data_quality"], training=opts["training"],
+            owners=opts["owner"] or None)
 
 
 def _decoding_options(opts) -> dict | None:
