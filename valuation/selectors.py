@@ -14,7 +14,10 @@ from .models import ObjectiveValue, OwnerValue, Payout, RoundOwner, ValuationRou
 
 
 def contribution_used_in_round(*, contribution) -> bool:
-    return RoundOwner.objects.filter(contributions=contribution).exists()
+    """Data is part of the record once a round running or finished holds it. A draft, failed or cancelled
+    round does not lock it: the owner may still withdraw it, and that round then refuses to run."""
+    locking = [ValuationRound.Status.DONE, *ValuationRound.ACTIVE]
+    return RoundOwner.objects.filter(contributions=contribution, round__status__in=locking).exists()
 
 
 def round_list() -> QuerySet[ValuationRound]:

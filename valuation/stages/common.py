@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from marketplace.models import PairFormat
@@ -38,6 +39,31 @@ def owner_pairs(contributions) -> list:
 
 def eval_pairs(eval_set) -> list:
     return to_engine_pairs(eval_set.pairs.order_by("row_number"))
+
+
+class SnapshotChanged(ValidationError):
+    """Data a round snapshotted at creation is gone (an owner withdrew it before the round ran): the round
+    can no longer run as recorded."""
+
+
+def participant_pairs(participant) -> list:
+    """Exactly the pairs the round snapshotted for this owner (checked against the recorded hash), never
+    whatever the owner holds now."""
+    pairs = owner_pairs(participant.contributions.all())
+    if pairs_digest(pairs) != participant.data_hash:
+        raise SnapshotChanged(
+            f"owner '{participant.owner}' withdrew data this round snapshotted ({participant.n_pairs} pairs at "
+            f"creation, {len(pairs)} now): the round cannot run as created; create a new round")
+    return pairs
+
+
+def snapshot_check(valuation_round) -> None:
+    """Refuse to run a round whose snapshot (each owner's pairs, the eval set) no longer holds."""
+    for participant in valuation_round.participants.select_related("owner__user").order_by("index"):
+        participant_pairs(participant)
+    if eval_set_hash(valuation_round.eval_set) != valuation_round.eval_set_hash:
+        raise SnapshotChanged(f"eval set '{valuation_round.eval_set}' changed since the round was created; "
+                              "create a new round")
 
 
 def pairs_digest(pairs) -> str:
