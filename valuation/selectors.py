@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet, Sum
 from django.http import Http404
 
-from .models import ObjectiveValue, OwnerValue, Payout, RoundOwner, ValuationRound
+from .models import ObjectiveValue, OwnerValue, Payout, RoundExclusion, RoundOwner, ValuationRound
 
 
 def contribution_used_in_round(*, contribution) -> bool:
@@ -251,22 +251,29 @@ def owner_round_history(*, user) -> list[dict]:
     """Every round the user's data took part in, oldest first, with their value and payout: three
     narrow queries (never a round's large JSON columns), whatever the number of rounds."""
     labels = dict(ValuationRound.Status.choices)
-    parts = RoundOwner.objects.filter(owner__user=user).order_by("round__created_at", "round_id").values_list(
-        "round_id", "round__name", "round__created_at", "round__status", "round__currency", "round__decimals")
     values = {row[0]: row[1:] for row in OwnerValue.objects.filter(owner__user=user).values_list(
         "round_id", "shapley", "stderr", "ci_low", "ci_high")}
     payouts = {row[0]: row[1:] for row in Payout.objects.active().filter(owner__user=user).values_list(
         "round_id", "share", "amount", "status")}
     rows = []
-    for round_id, name, created, status, currency, decimals in parts:
+    for round_id, name, created, status, currency, decimals, n_truncated, reason in _history_parts(user):
         shapley, stderr, ci_low, ci_high = values.get(round_id, (None, None, None, None))
         share, amount, payout_status = payouts.get(round_id, (None, None, ""))
         rows.append({"round_id": round_id, "round": name, "created": created, "status": status,
                      "status_label": labels.get(status, status), "currency": currency, "value": shapley,
                      "ci_low": ci_low, "ci_high": ci_high, "exact": shapley is not None and not stderr,
                      "share": share, "amount": None if amount is None else money(amount, decimals),
-                     "payout_status": payout_status})
+                     "payout_status": payout_status, "n_truncated": n_truncated or 0, "excluded": reason})
     return rows
+
+
+def _history_parts(user) -> list[tuple]:
+    """The rounds the user's data took part in, and those it was left out of (with the reason), oldest first."""
+    fields = ("round_id", "round__name", "round__created_at", "round__status", "round__currency", "round__decimals")
+    parts = [(*row, "") for row in RoundOwner.objects.filter(owner__user=user).values_list(*fields, "n_truncated")]
+    parts += [(*row, None, reason) for *row, reason in
+              RoundExclusion.objects.filter(owner__user=user).values_list(*fields, "reason")]
+    return sorted(parts, key=lambda row: (row[2], row[0]))
 
 
 def round_statement(*, valuation_round: ValuationRound, owner) -> dict:

@@ -1,0 +1,171 @@
+"""A round checks every owner's pairs at creation as TRL will cut them (valuation/lengths.py): owners with no
+trainable pair are excluded with a reason, cut pairs are counted; only a running or finished round locks an
+owner's data, and a round whose snapshot lost data refuses to run. No training involved."""
+import numpy as np
+import pytest
+from django.core.exceptions import ValidationError
+
+from marketplace.models import Contribution
+from marketplace.services import contribution_delete
+from valuation import selectors, services
+from valuation.engine import synthetic
+from valuation.engine.data import Pair
+from valuation.models import RoundExclusion, RoundOwner, ScoreCache, ValuationRound
+from valuation.stages.scoring import score_eval_hash, score_key, score_matrix
+from tests.valuation.conftest import add_eval_set, add_owner
+
+pytestmark = pytest.mark.django_db
+LONG = " ".join(p.chosen for p in synthetic.owner_pairs("clean_mix", 40, 5))[:7_900]  # far over 128 tokens
+
+
+def long_prompt(pair: Pair) -> Pair:
+    return Pair(prompt=pair.prompt + " " + LONG, chosen=pair.chosen, rejected=pair.rejected)
+
+
+@pytest.fixture
+def market():
+    add_owner("alice", synthetic.owner_pairs("clean_mix", 6, 1))
+    short = synthetic.owner_pairs("noisy", 5, 2)
+    add_owner("bob", short[:3] + [long_prompt(p) for p in short[3:]] + [Pair(short[0].prompt, LONG, "no")])
+    add_owner("mallory", [long_prompt(p) for p in synthetic.owner_pairs("clean_mix", 4, 3)])
+    return add_eval_set("eval", synthetic.eval_pairs(6, 0))
+
+
+def create(eval_set, model_dir, name="r1", **overrides):
+    return services.round_create(name=name, pool="100.00", eval_set=eval_set, base_model_dir=str(model_dir),
+                                 **overrides)
+
+
+def test_an_owner_with_no_trainable_pair_is_excluded_with_the_reason(market, fake_model_dir):
+    r = create(market, fake_model_dir)
+    assert [(p.owner.name, p.index, p.n_pairs, p.n_usable, p.n_truncated) for p in r.participants.all()] == [
+        ("alice", 0, 6, 6, 0), ("bob", 1, 6, 4, 1)]
+    excluded = RoundExclusion.objects.get(round=r)
+    assert (excluded.owner.name, excluded.n_pairs, excluded.n_dropped) == ("mallory", 4, 4)
+    assert excluded.reason.startswith("None of your 4 pairs fits this round's training length of 128 tokens")
+    assert r.config["eval_lengths"] == {"max_length": 128, "n_pairs": 6, "n_truncated": 0, "n_unscored": 0}
+
+
+def test_the_rounds_own_max_length_decides(market, fake_model_dir):
+    r = create(market, fake_model_dir, training={"max_length": 8192})
+    assert RoundExclusion.objects.count() == 0
+    assert [(p.owner.name, p.n_usable, p.n_truncated) for p in r.participants.all()] == [
+        ("alice", 6, 0), ("bob", 6, 0), ("mallory", 4, 0)]
+
+
+def test_a_round_where_every_owner_would_be_excluded_is_refused_whole(market, fake_model_dir):
+    with pytest.raises(ValidationError) as info:
+        create(market, fake_model_dir, owners=["mallory"])
+    assert "no owner has a pair that fits the training length of 128 tokens" in info.value.messages[0]
+    assert not ValuationRound.objects.exists() and not RoundExclusion.objects.exists()
+
+
+def test_an_eval_set_with_no_scorable_pair_is_refused(market, fake_model_dir):
+    eval_set = add_eval_set("long-eval", [long_prompt(p) for p in synthetic.eval_pairs(3, 0)])
+    with pytest.raises(ValidationError, match="no pair of eval set 'long-eval' fits the training length of 128"):
+        create(eval_set, fake_model_dir)
+    assert not ValuationRound.objects.exists()
+
+
+def test_an_eval_set_the_cut_changes_is_scored_cut_and_cached_apart(market, fake_model_dir):
+    plain = create(market, fake_model_dir, name="plain")
+    assert score_eval_hash(plain) == plain.eval_set_hash  # nothing cut: the very scores earlier rounds cached
+    mixed = add_eval_set("mixed", synthetic.eval_pairs(3, 0) + [long_prompt(synthetic.eval_pairs(1, 1)[0])])
+    r = create(mixed, fake_model_dir, name="cut")
+    assert r.config["eval_lengths"] == {"max_length": 128, "n_pairs": 4, "n_truncated": 0, "n_unscored": 1}
+    assert score_eval_hash(r) not in (r.eval_set_hash, plain.eval_set_hash)
+
+
+def test_mean_weights_count_only_the_pairs_training_keeps(market, fake_model_dir):
+    r = create(market, fake_model_dir)
+    for model in [None, *[p for p in r.participants.all()]]:
+        key = score_key(r, None) if model is None else f"m{model.index}"
+        if model is not None:  # stand-in owner models: the weights, not the scores, are under test
+            from valuation.models import OwnerModel
+
+            om = OwnerModel.objects.create(cache_key=key, base_model_hash="b", data_hash="d", config_hash="c",
+                                           artifact_path="/x", model_hash=key)
+            RoundOwner.objects.filter(pk=model.pk).update(owner_model=om)
+            key = score_key(r, om)
+        ScoreCache.objects.create(model_hash=key, eval_hash=score_eval_hash(r), chosen_logps=[0.0] * 6,
+                                  rejected_logps=[0.0] * 6)
+    _, sizes = score_matrix(r)
+    assert sizes.tolist() == [6, 4]  # bob uploaded 6 pairs; 2 of them TRL would drop
+    assert isinstance(sizes, np.ndarray)
+
+
+# --- which rounds lock data, and what a round does when its snapshot is gone ------------------------
+
+def contribution_of(username: str) -> Contribution:
+    return Contribution.objects.get(owner__user__username=username)
+
+
+@pytest.mark.parametrize("status, locked", [
+    (ValuationRound.Status.DRAFT, False), (ValuationRound.Status.FAILED, False),
+    (ValuationRound.Status.CANCELLED, False), (ValuationRound.Status.QUEUED, True),
+    (ValuationRound.Status.TRAINING, True), (ValuationRound.Status.SCORING, True),
+    (ValuationRound.Status.VALUING, True), (ValuationRound.Status.DONE, True),
+])
+def test_only_a_running_or_finished_round_locks_an_owners_data(market, fake_model_dir, status, locked):
+    r = create(market, fake_model_dir)
+    ValuationRound.objects.filter(pk=r.pk).update(status=status)
+    assert selectors.contribution_used_in_round(contribution=contribution_of("bob")) is locked
+    if locked:
+        with pytest.raises(ValidationError, match="can no longer be deleted"):
+            contribution_delete(contribution=contribution_of("bob"))
+    else:
+        contribution_delete(contribution=contribution_of("bob"))
+        assert not Contribution.objects.filter(owner__user__username="bob").exists()
+
+
+def test_an_excluded_owners_data_is_not_locked_by_the_round(market, fake_model_dir):
+    r = create(market, fake_model_dir)
+    ValuationRound.objects.filter(pk=r.pk).update(status=ValuationRound.Status.DONE)
+    assert not selectors.contribution_used_in_round(contribution=contribution_of("mallory"))
+
+
+@pytest.mark.parametrize("run", ["execute", "queue"])
+def test_a_round_whose_snapshot_lost_data_refuses_to_run_with_the_reason(market, fake_model_dir, run):
+    r = create(market, fake_model_dir)
+    ValuationRound.objects.filter(pk=r.pk).update(status=ValuationRound.Status.FAILED, error="earlier failure")
+    contribution_delete(contribution=contribution_of("bob"))
+    r.refresh_from_db()
+    with pytest.raises(ValidationError) as info:
+        if run == "execute":
+            services.round_execute(round_id=r.pk)
+        else:
+            services.round_queue(valuation_round=r)
+    message = "owner 'bob' withdrew data this round snapshotted (6 pairs at creation, 0 now)"
+    assert message in info.value.messages[0]
+    r.refresh_from_db()
+    assert r.status == ValuationRound.Status.FAILED and r.error.startswith(message) and "Traceback" not in r.error
+    assert r.runner == "" and not r.tasks.exists()
+
+
+def test_training_reads_exactly_the_snapshot(market, fake_model_dir):
+    from valuation.stages.common import SnapshotChanged, participant_pairs
+
+    r = create(market, fake_model_dir)
+    bob = r.participants.get(owner__user__username="bob")
+    assert len(participant_pairs(bob)) == 6
+    add_owner_data = synthetic.owner_pairs("noisy", 2, 9)  # new data after creation is not the round's
+    from marketplace.services import contribution_create
+    from tests.conftest import jsonl_bytes, upload
+    from tests.valuation.conftest import pairs_records
+
+    contribution_create(owner=bob.owner, file=upload("more.jsonl", jsonl_bytes(pairs_records(add_owner_data))),
+                        filename="more.jsonl")
+    assert len(participant_pairs(bob)) == 6
+    contribution_delete(contribution=bob.contributions.get())
+    with pytest.raises(SnapshotChanged):
+        participant_pairs(bob)
+
+
+def test_the_excluded_owner_sees_the_round_and_the_reason(market, fake_model_dir):
+    r = create(market, fake_model_dir)
+    mallory = contribution_of("mallory").owner.user
+    history = selectors.owner_round_history(user=mallory)
+    assert [(h["round"], h["value"], h["excluded"]) for h in history] == [
+        ("r1", None, RoundExclusion.objects.get(round=r).reason)]
+    bob = selectors.owner_round_history(user=contribution_of("bob").owner.user)
+    assert [(h["round"], h["n_truncated"], h["excluded"]) for h in bob] == [("r1", 1, "")]
