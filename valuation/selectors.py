@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import numpy as np
 from django.core.cache import cache
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.http import Http404
 
 from .models import ObjectiveValue, OwnerValue, Payout, RoundExclusion, RoundOwner, ValuationRound
@@ -27,7 +27,8 @@ def round_list() -> QuerySet[ValuationRound]:
 def round_list_for(*, user) -> QuerySet[ValuationRound]:
     if user.is_staff:
         return round_list()
-    return round_list().filter(participants__owner__user=user).distinct()
+    # An owner left out of a round still sees it, and why (round_exclusions).
+    return round_list().filter(Q(participants__owner__user=user) | Q(exclusions__owner__user=user)).distinct()
 
 
 def round_get(*, round_id: int) -> ValuationRound:
@@ -46,6 +47,14 @@ def round_get_for(*, user, round_id: int) -> ValuationRound:
 
 def round_participants(*, valuation_round: ValuationRound) -> QuerySet[RoundOwner]:
     return valuation_round.participants.select_related("owner__user", "owner_model").order_by("index")
+
+
+def round_exclusions(*, valuation_round: ValuationRound, user=None) -> QuerySet[RoundExclusion]:
+    """Owners left out of the round at creation, with the reason (an owner sees only their own)."""
+    qs = valuation_round.exclusions.select_related("owner__user").order_by("owner__user__username")
+    if user is not None and not user.is_staff:
+        qs = qs.filter(owner__user=user)
+    return qs
 
 
 def round_values(*, valuation_round: ValuationRound, user=None) -> QuerySet[OwnerValue]:
@@ -279,13 +288,14 @@ def _history_parts(user) -> list[tuple]:
 def round_statement(*, valuation_round: ValuationRound, owner) -> dict:
     """One owner's statement for one round: the round's config, their value, CI, share, amount, and the
     round totals. Nothing about any other owner."""
-    if not valuation_round.participants.filter(owner=owner).exists():
+    participant = valuation_round.participants.filter(owner=owner).first()
+    if participant is None:
         raise Http404("this owner did not take part in the round")
     value = valuation_round.values.filter(owner=owner).first()
     payout = valuation_round.payouts.active().filter(owner=owner).first()
     objectives = [row for row in round_objective_values(valuation_round=valuation_round, user=owner.user)["rows"]
                   if row["username"] == owner.user.username]
-    return {"round": valuation_round, "owner": owner, "value": value, "payout": payout,
+    return {"round": valuation_round, "owner": owner, "participant": participant, "value": value, "payout": payout,
             "amount": money(payout.amount, valuation_round.decimals) if payout else None,
             "totals": round_payout_totals(valuation_round=valuation_round),
             "objectives": objectives[0]["values"] if objectives else {}}

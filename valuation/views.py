@@ -184,6 +184,7 @@ def round_detail(request, round_id: int):
     return render(request, "valuation/round_detail.html", {
         "round": valuation_round,
         "stages": selectors.round_stages(valuation_round=valuation_round),
+        "exclusions": selectors.round_exclusions(valuation_round=valuation_round),
         "status_labels": dict(ValuationRound.Status.choices),
         "totals": selectors.round_payout_totals(valuation_round=valuation_round),
         "results": RoundResults(valuation_round, page=page),

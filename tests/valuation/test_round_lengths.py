@@ -169,3 +169,50 @@ def test_the_excluded_owner_sees_the_round_and_the_reason(market, fake_model_dir
         ("r1", None, RoundExclusion.objects.get(round=r).reason)]
     bob = selectors.owner_round_history(user=contribution_of("bob").owner.user)
     assert [(h["round"], h["n_truncated"], h["excluded"]) for h in bob] == [("r1", 1, "")]
+
+
+# --- who sees the length check where -------------------------------------------------------------
+
+def user_of(username: str):
+    return contribution_of(username).owner.user
+
+
+def test_round_api_shows_staff_every_owners_check_and_an_owner_only_their_own(market, fake_model_dir, api_staff):
+    from tests.conftest import _api
+
+    r = create(market, fake_model_dir)
+    staff = api_staff.get(f"/api/rounds/{r.pk}/").json()["length_check"]
+    assert staff["max_length"] == 128
+    assert [(o["owner"], o["n_pairs"], o["n_usable"], o["n_truncated"]) for o in staff["owners"]] == [
+        ("alice", 6, 6, 0), ("bob", 6, 4, 1)]
+    assert [(e["owner"], e["n_dropped"]) for e in staff["excluded"]] == [("mallory", 4)]
+
+    mallory = _api(user_of("mallory")).get(f"/api/rounds/{r.pk}/")
+    assert mallory.status_code == 200  # left out, yet they can see the round and why
+    check = mallory.json()["length_check"]
+    assert check["owners"] == [] and [e["reason"] for e in check["excluded"]] == [
+        RoundExclusion.objects.get(round=r).reason]
+    bob = _api(user_of("bob")).get(f"/api/rounds/{r.pk}/").json()["length_check"]
+    assert [o["owner"] for o in bob["owners"]] == ["bob"] and bob["excluded"] == []
+    assert r.pk in [row["id"] for row in _api(user_of("mallory")).get("/api/rounds/").json()["results"]]
+
+
+def test_round_page_and_owner_pages_say_who_was_left_out_and_what_was_cut(market, fake_model_dir, staff_user):
+    from django.test import Client
+
+    r = create(market, fake_model_dir)
+    reason = "None of your 4 pairs fits this round&#x27;s training length of 128 tokens"  # as the page escapes it
+    admin = Client()
+    admin.force_login(staff_user)
+    page = admin.get(f"/rounds/{r.pk}/").content.decode()
+    assert 'id="excluded-owners"' in page and "mallory" in page and reason in page
+    assert "1 cut to 128 tokens, 2 not trainable" in page
+
+    owner = Client()
+    owner.force_login(user_of("mallory"))
+    assert reason in owner.get("/rounds/my-payouts/").content.decode()
+    owner.force_login(user_of("bob"))
+    assert "1 of my pairs cut to the round's training length" in owner.get("/rounds/my-payouts/").content.decode()
+    statement = owner.get(f"/rounds/{r.pk}/statement/").content.decode()
+    assert "1 cut to the round's training length of 128 tokens" in statement
+    assert "2 left out of training" in statement
