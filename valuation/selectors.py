@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import numpy as np
 from django.core.cache import cache
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import IntegerField, Q, QuerySet, Sum, TextField, Value
 from django.http import Http404
 
 from .models import ObjectiveValue, OwnerValue, Payout, RoundExclusion, RoundOwner, ValuationRound
@@ -279,10 +279,11 @@ def owner_round_history(*, user) -> list[dict]:
 def _history_parts(user) -> list[tuple]:
     """The rounds the user's data took part in, and those it was left out of (with the reason), oldest first."""
     fields = ("round_id", "round__name", "round__created_at", "round__status", "round__currency", "round__decimals")
-    parts = [(*row, "") for row in RoundOwner.objects.filter(owner__user=user).values_list(*fields, "n_truncated")]
-    parts += [(*row, None, reason) for *row, reason in
-              RoundExclusion.objects.filter(owner__user=user).values_list(*fields, "reason")]
-    return sorted(parts, key=lambda row: (row[2], row[0]))
+    taken_part = RoundOwner.objects.filter(owner__user=user).order_by().annotate(
+        excluded=Value("", output_field=TextField())).values_list(*fields, "n_truncated", "excluded")
+    left_out = RoundExclusion.objects.filter(owner__user=user).order_by().annotate(
+        truncated=Value(None, output_field=IntegerField())).values_list(*fields, "truncated", "reason")
+    return sorted(taken_part.union(left_out, all=True), key=lambda row: (row[2], row[0]))  # one query
 
 
 def round_statement(*, valuation_round: ValuationRound, owner) -> dict:

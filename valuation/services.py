@@ -99,6 +99,7 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     checks = lengths.participants_check(participants, base_dir=base_dir, config=config)
     config["eval_lengths"] = lengths.eval_set_check(eval_set, base_dir=base_dir, config=config)
     usable = lengths.usable_or_refuse(checks)
+    config["excluded_owners"] = len(checks) - len(usable)  # the pages read RoundExclusion only when there are some
     with transaction.atomic():
         valuation_round = ValuationRound(
             name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
