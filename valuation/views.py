@@ -46,7 +46,10 @@ def round_new(request):
         except ValidationError as exc:
             form.add_error(None, "; ".join(exc.messages))
         else:
-            messages.success(request, f"Round '{valuation_round.name}' queued.")
+            excluded = valuation_round.config.get("excluded_owners", 0)
+            messages.success(request, f"Round '{valuation_round.name}' queued." + (
+                f" {excluded} owner{'s' if excluded != 1 else ''} left out: no pair fits the training length "
+                "(see the length check below)." if excluded else ""))
             return redirect("valuation:round-detail", round_id=valuation_round.pk)
     return render(request, "valuation/round_new.html", {"form": form}, status=400 if form.errors else 200)
 

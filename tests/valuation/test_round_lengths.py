@@ -216,3 +216,18 @@ def test_round_page_and_owner_pages_say_who_was_left_out_and_what_was_cut(market
     statement = owner.get(f"/rounds/{r.pk}/statement/").content.decode()
     assert "1 cut to the round's training length of 128 tokens" in statement
     assert "2 left out of training" in statement
+
+
+def test_the_web_form_over_everyone_queues_the_round_without_the_untrainable_owner(market, fake_model_dir, staff_user):
+    from django.test import Client
+
+    admin = Client()
+    admin.force_login(staff_user)
+    response = admin.post("/rounds/new/", {"name": "everyone", "pool": "100.00", "currency": "USD", "eval_set": "eval",
+                                           "base_model": str(fake_model_dir), "utility": "preference_accuracy",
+                                           "composition": "sum", "estimator": "auto", "seed": 0}, follow=True)
+    r = ValuationRound.objects.get(name="everyone")
+    assert r.status == ValuationRound.Status.QUEUED
+    assert sorted(p.owner.name for p in r.participants.all()) == ["alice", "bob"]
+    assert "1 owner left out: no pair fits the training length" in response.content.decode()
+    assert 'id="excluded-owners"' in response.content.decode()
