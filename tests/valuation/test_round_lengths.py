@@ -231,3 +231,23 @@ def test_the_web_form_over_everyone_queues_the_round_without_the_untrainable_own
     assert sorted(p.owner.name for p in r.participants.all()) == ["alice", "bob"]
     assert "1 owner left out: no pair fits the training length" in response.content.decode()
     assert 'id="excluded-owners"' in response.content.decode()
+
+
+@pytest.mark.parametrize("cut, expected", [(False, None), (True, 128)])
+def test_scoring_cuts_the_eval_set_as_training_cuts_only_when_that_changes_it(market, fake_model_dir, monkeypatch,
+                                                                              cut, expected):
+    from valuation.engine import scoring
+    from valuation.stages.scoring import ensure_scores
+
+    pairs = synthetic.eval_pairs(3, 0) + ([long_prompt(synthetic.eval_pairs(1, 1)[0])] if cut else [])
+    r = create(add_eval_set("e2", pairs), fake_model_dir)
+    seen = []
+
+    def fake_score(model_dir, base_dir, pairs, *, max_length=None, **kwargs):
+        seen.append(max_length)
+        return scoring.ScoreResult(chosen=np.zeros(len(pairs)), rejected=np.zeros(len(pairs)))
+
+    monkeypatch.setattr(scoring, "score_model", fake_score)
+    ensure_scores(r, key="k", model_dir=fake_model_dir, pairs=pairs)
+    assert seen == [expected]
+    assert ScoreCache.objects.get(model_hash="k").eval_hash == score_eval_hash(r)
