@@ -87,7 +87,10 @@ def trained_sequences(tokenizer, pairs: list[Pair], max_length: int | None,
     """(input_ids, completion_mask) of every sequence TRL trains on, in its collator's order per pair
     (prompt+chosen, then prompt+rejected); dropped pairs are left out, as TRL leaves them out."""
     check_mode(truncation_mode)
-    cut = slice(None, max_length) if truncation_mode == "keep_start" else slice(-max_length if max_length else None, None)
+    if max_length is None:
+        cut = slice(None)
+    else:
+        cut = slice(None, max_length) if truncation_mode == "keep_start" else slice(-max_length, None)
     out = []
     for pair in pairs:
         prompt_ids, chosen_ids, rejected_ids = tokenize_pair(tokenizer, pair)
@@ -95,5 +98,5 @@ def trained_sequences(tokenizer, pairs: list[Pair], max_length: int | None,
             continue
         for ids in (chosen_ids, rejected_ids):
             sequence, mask = prompt_ids + ids, [0] * len(prompt_ids) + [1] * len(ids)
-            out.append((sequence[cut] if max_length else sequence, mask[cut] if max_length else mask))
+            out.append((sequence[cut], mask[cut]))
     return out
