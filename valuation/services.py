@@ -223,7 +223,7 @@ def round_snapshot_check(*, valuation_round: ValuationRound) -> None:
     except SnapshotChanged as exc:
         ValuationRound.objects.filter(pk=valuation_round.pk).exclude(
             status__in=[ValuationRound.Status.DONE, ValuationRound.Status.CANCELLED]).update(
-            status=ValuationRound.Status.FAILED, runner="", error=exc.messages[0])
+            status=ValuationRound.Status.FAILED, runner="", error=exc.unnamed)
         raise
 
 

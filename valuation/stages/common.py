@@ -43,7 +43,12 @@ def eval_pairs(eval_set) -> list:
 
 class SnapshotChanged(ValidationError):
     """Data a round snapshotted at creation is gone (an owner withdrew it before the round ran): the round
-    can no longer run as recorded."""
+    can no longer run as recorded. `unnamed` says so without naming the owner (for the round's error,
+    which its other participants may read)."""
+
+    def __init__(self, message: str, unnamed: str | None = None):
+        super().__init__(message)
+        self.unnamed = unnamed or message
 
 
 def participant_pairs(participant) -> list:
@@ -51,9 +56,9 @@ def participant_pairs(participant) -> list:
     whatever the owner holds now."""
     pairs = owner_pairs(participant.contributions.all())
     if pairs_digest(pairs) != participant.data_hash:
-        raise SnapshotChanged(
-            f"owner '{participant.owner}' withdrew data this round snapshotted ({participant.n_pairs} pairs at "
-            f"creation, {len(pairs)} now): the round cannot run as created; create a new round")
+        what = (f"withdrew data this round snapshotted ({participant.n_pairs} pairs at creation, {len(pairs)} "
+                "now): the round cannot run as created; create a new round")
+        raise SnapshotChanged(f"owner '{participant.owner}' {what}", unnamed=f"an owner {what}")
     return pairs
 
 
