@@ -1,12 +1,20 @@
 from django.contrib import admin
 
 from .models import (CoalitionGeneration, CoalitionUtility, DataQualityReport, ObjectiveValue, OwnerModel, OwnerValue,
-                     Payout, RoundOwner, RoundTask, ScoreCache, ValuationRound)
+                     Payout, RoundExclusion, RoundOwner, RoundTask, ScoreCache, ValuationRound)
 
 
 class RoundOwnerInline(admin.TabularInline):
     model = RoundOwner
-    fields = ["index", "owner", "n_pairs", "data_hash", "owner_model", "model_reused"]
+    fields = ["index", "owner", "n_pairs", "n_usable", "n_truncated", "data_hash", "owner_model", "model_reused"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+
+
+class RoundExclusionInline(admin.TabularInline):
+    model = RoundExclusion
+    fields = ["owner", "n_pairs", "n_dropped", "reason"]
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -18,7 +26,7 @@ class ValuationRoundAdmin(admin.ModelAdmin):
     list_filter = ["status", "utility", "composition"]
     readonly_fields = ["config", "progress", "timings", "base_model_hash", "eval_set_hash", "utilities_hash",
                        "runner", "heartbeat_at", "approved_at", "approved_by"]
-    inlines = [RoundOwnerInline]
+    inlines = [RoundOwnerInline, RoundExclusionInline]
 
 
 @admin.register(OwnerModel)

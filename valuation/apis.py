@@ -13,8 +13,8 @@ from rest_framework.views import APIView
 from marketplace.models import EvalSet
 
 from . import fidelity, selectors, services
-from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, RoundTask, Utility,
-                     ValuationRound)
+from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, RoundExclusion,
+                     RoundOwner, RoundTask, Utility, ValuationRound)
 
 
 class RoundOutputSerializer(serializers.ModelSerializer):
@@ -118,14 +118,49 @@ class RoundUnitOutputSerializer(serializers.ModelSerializer):
         fields = ["stage", "index", "status", "worker", "attempts", "cached", "seconds", "started_at", "finished_at"]
 
 
+class ParticipantLengthSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.name")
+
+    class Meta:
+        model = RoundOwner
+        fields = ["owner", "n_pairs", "n_usable", "n_truncated"]
+
+
+class ExclusionOutputSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.name")
+
+    class Meta:
+        model = RoundExclusion
+        fields = ["owner", "n_pairs", "n_dropped", "reason"]
+
+
+class LengthCheckOutputSerializer(serializers.Serializer):
+    max_length = serializers.IntegerField(allow_null=True)
+    owners = ParticipantLengthSerializer(many=True)
+    excluded = ExclusionOutputSerializer(many=True)
+
+
 class RoundDetailOutputSerializer(RoundOutputSerializer):
     """The round plus its units (one fine-tune or scoring pass each; index -1 = the base model) and who ran
-    them, for staff; owners see the round without them."""
+    them, for staff; owners see the round without them. `length_check`: pairs cut to the training length per
+    owner, and owners left out of the round with the reason (an owner sees only their own)."""
 
     units = serializers.SerializerMethodField()
+    length_check = serializers.SerializerMethodField()
 
     class Meta(RoundOutputSerializer.Meta):
-        fields = RoundOutputSerializer.Meta.fields + ["units"]
+        fields = RoundOutputSerializer.Meta.fields + ["units", "length_check"]
+
+    @extend_schema_field(LengthCheckOutputSerializer)
+    def get_length_check(self, valuation_round) -> dict:
+        user = self.context.get("user")
+        owners = selectors.round_participants(valuation_round=valuation_round)
+        excluded = selectors.round_exclusions(valuation_round=valuation_round)
+        if not (user is not None and user.is_staff):  # without a staff user: that user's own rows, else none
+            owners, excluded = owners.filter(owner__user=user), excluded.filter(owner__user=user)
+        return LengthCheckOutputSerializer({
+            "max_length": (valuation_round.config.get("training") or {}).get("max_length"), "owners": owners,
+            "excluded": excluded}).data
 
     @extend_schema_field(RoundUnitOutputSerializer(many=True))
     def get_units(self, valuation_round) -> list:
@@ -138,7 +173,8 @@ class RoundDetailApi(APIView):
     @extend_schema(responses=RoundDetailOutputSerializer)
     def get(self, request, round_id: int):
         valuation_round = selectors.round_get_for(user=request.user, round_id=round_id)
-        return Response(RoundDetailOutputSerializer(valuation_round, context={"staff": request.user.is_staff}).data)
+        return Response(RoundDetailOutputSerializer(valuation_round, context={"staff": request.user.is_staff,
+                                                                              "user": request.user}).data)
 
 
 class ValueOutputSerializer(serializers.ModelSerializer):

@@ -43,6 +43,7 @@ def round_dispatch(*, round_id: int) -> None:
     existing = ValuationRound.objects.get(pk=round_id)
     if existing.status in (ValuationRound.Status.DONE, ValuationRound.Status.CANCELLED):
         return
+    services.round_snapshot_check(valuation_round=existing)
     valuation_round = services.round_claim(round_id=round_id, runner=CELERY_RUNNER)
     if valuation_round.started_at is None:
         ValuationRound.objects.filter(pk=round_id).update(started_at=timezone.now())

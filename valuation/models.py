@@ -147,6 +147,10 @@ class RoundOwner(models.Model):
     index = models.PositiveSmallIntegerField()  # bit position in coalition masks
     contributions = models.ManyToManyField(Contribution, related_name="round_uses")
     n_pairs = models.PositiveIntegerField()
+    # What TRL trains on (engine/lengths.py), checked at creation: pairs it keeps (whole or cut at max_length)
+    # and pairs it cuts. None on rounds created before the check.
+    n_usable = models.PositiveIntegerField(null=True, blank=True)
+    n_truncated = models.PositiveIntegerField(null=True, blank=True)
     data_hash = models.CharField(max_length=64)
     owner_model = models.ForeignKey(OwnerModel, null=True, blank=True, on_delete=models.PROTECT)
     model_reused = models.BooleanField(default=False)  # came from the cache, not trained for this round
@@ -160,6 +164,34 @@ class RoundOwner(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner} in {self.round}"
+
+    @property
+    def n_dropped(self) -> int:
+        return 0 if self.n_usable is None else self.n_pairs - self.n_usable
+
+    @property
+    def training_size(self) -> int:
+        """The owner's data size as training sees it (the `mean` composition's weight): pairs TRL drops
+        weigh nothing, so padding an upload with untrainable pairs buys no weight."""
+        return self.n_pairs if self.n_usable is None else self.n_usable
+
+
+class RoundExclusion(models.Model):
+    """An owner left out of a round when it was created, and why: their data could not train a model in it.
+    The round runs with the others; the owner and the admin see the reason."""
+
+    round = models.ForeignKey(ValuationRound, on_delete=models.CASCADE, related_name="exclusions")
+    owner = models.ForeignKey(DataOwner, on_delete=models.PROTECT, related_name="round_exclusions")
+    n_pairs = models.PositiveIntegerField()
+    n_dropped = models.PositiveIntegerField()  # pairs TRL would remove from training
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["round_id", "owner_id"]
+        constraints = [models.UniqueConstraint(fields=["round", "owner"], name="roundexclusion_unique_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.owner} excluded from {self.round}"
 
 
 class ScoreCache(models.Model):

@@ -30,6 +30,7 @@ from django.core.exceptions import ValidationError
 from . import stages
 from .models import ValuationRound
 from .stages.common import _library_versions, runtime_of, training_config
+from .stages.scoring import eval_max_length
 from .stages.valuing import compute_values
 
 ProgressFn = Callable[[str, int, int], None]
@@ -189,10 +190,11 @@ def _revalue(r, participants, model_dirs, eval_set, report: ReplayReport, on_pro
     for done, path in enumerate([Path(r.base_model_path)] + model_dirs):
         if on_progress:
             on_progress("scoring", done, len(model_dirs) + 1)
-        scores.append(score_model(path, r.base_model_path, eval_set, runtime=runtime_of(r)))
+        scores.append(score_model(path, r.base_model_path, eval_set, runtime=runtime_of(r),
+                                  max_length=eval_max_length(r)))
     D = delta_matrix(scores[0], scores[1:])
     # A reward round decodes its coalitions afresh from these (hash-checked) models, without its stored generations.
-    valuation = compute_values(r, D, np.array([p.n_pairs for p in participants], dtype=np.int64),
+    valuation = compute_values(r, D, np.array([p.training_size for p in participants], dtype=np.int64),
                                model_dirs=[str(d) for d in model_dirs], on_progress=on_progress)
     split = split_pool([float(x) for x in valuation.result.values], Decimal(r.pool), policy="clip",
                        decimals=r.decimals)

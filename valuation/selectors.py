@@ -11,10 +11,10 @@ from decimal import Decimal
 
 import numpy as np
 from django.core.cache import cache
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Exists, IntegerField, OuterRef, Q, QuerySet, Sum, TextField, Value
 from django.http import Http404
 
-from .models import ObjectiveValue, OwnerValue, Payout, RoundOwner, ValuationRound
+from .models import ObjectiveValue, OwnerValue, Payout, RoundExclusion, RoundOwner, ValuationRound
 
 
 # What an owner reads about a failure (of a round, its data-quality stage, a fidelity check): the recorded error is
@@ -48,7 +48,10 @@ def round_player(*, valuation_round: ValuationRound, owner) -> RoundOwner | None
 
 
 def contribution_used_in_round(*, contribution) -> bool:
-    return RoundOwner.objects.filter(contributions=contribution).exists()
+    """Data is part of the record once a round running or finished holds it. A draft, failed or cancelled
+    round does not lock it: the owner may still withdraw it, and that round then refuses to run."""
+    locking = [ValuationRound.Status.DONE, *ValuationRound.ACTIVE]
+    return RoundOwner.objects.filter(contributions=contribution, round__status__in=locking).exists()
 
 
 def round_list() -> QuerySet[ValuationRound]:
@@ -58,7 +61,9 @@ def round_list() -> QuerySet[ValuationRound]:
 def round_list_for(*, user) -> QuerySet[ValuationRound]:
     if user.is_staff:
         return round_list()
-    return round_list().filter(Exists(players_of(user=user).filter(round=OuterRef("pk"))))
+    # An owner left out of a round still sees it, and why (round_exclusions).
+    return round_list().filter(Exists(players_of(user=user).filter(round=OuterRef("pk")))
+                               | Q(exclusions__owner__user=user)).distinct()
 
 
 def round_get(*, round_id: int) -> ValuationRound:
@@ -77,6 +82,14 @@ def round_get_for(*, user, round_id: int) -> ValuationRound:
 
 def round_participants(*, valuation_round: ValuationRound) -> QuerySet[RoundOwner]:
     return valuation_round.participants.select_related("owner__user", "owner__payee", "owner_model").order_by("index")
+
+
+def round_exclusions(*, valuation_round: ValuationRound, user=None) -> QuerySet[RoundExclusion]:
+    """Owners left out of the round at creation, with the reason (an owner sees only their own)."""
+    qs = valuation_round.exclusions.select_related("owner__user").order_by("owner__user__username")
+    if user is not None and not user.is_staff:
+        qs = qs.filter(owner__user=user)
+    return qs
 
 
 def round_values(*, valuation_round: ValuationRound, user=None) -> QuerySet[OwnerValue]:
@@ -283,22 +296,30 @@ def owner_round_history(*, user) -> list[dict]:
     """Every round the user's data took part in, oldest first, with their value and payout: three
     narrow queries (never a round's large JSON columns), whatever the number of rounds."""
     labels = dict(ValuationRound.Status.choices)
-    parts = players_of(user=user).distinct().order_by("round__created_at", "round_id").values_list(
-        "round_id", "round__name", "round__created_at", "round__status", "round__currency", "round__decimals")
     values = {row[0]: row[1:] for row in OwnerValue.objects.filter(mine(user=user)).values_list(
         "round_id", "shapley", "stderr", "ci_low", "ci_high")}
     payouts = {row[0]: row[1:] for row in Payout.objects.active().filter(mine(user=user)).values_list(
         "round_id", "share", "amount", "status")}
     rows = []
-    for round_id, name, created, status, currency, decimals in parts:
+    for round_id, name, created, status, currency, decimals, n_truncated, reason in _history_parts(user):
         shapley, stderr, ci_low, ci_high = values.get(round_id, (None, None, None, None))
         share, amount, payout_status = payouts.get(round_id, (None, None, ""))
         rows.append({"round_id": round_id, "round": name, "created": created, "status": status,
                      "status_label": labels.get(status, status), "currency": currency, "value": shapley,
                      "ci_low": ci_low, "ci_high": ci_high, "exact": shapley is not None and not stderr,
                      "share": share, "amount": None if amount is None else money(amount, decimals),
-                     "payout_status": payout_status})
+                     "payout_status": payout_status, "n_truncated": n_truncated or 0, "excluded": reason})
     return rows
+
+
+def _history_parts(user) -> list[tuple]:
+    """The rounds the user's data took part in, and those it was left out of (with the reason), oldest first."""
+    fields = ("round_id", "round__name", "round__created_at", "round__status", "round__currency", "round__decimals")
+    taken_part = players_of(user=user).order_by().annotate(
+        excluded=Value("", output_field=TextField())).values_list(*fields, "n_truncated", "excluded")
+    left_out = RoundExclusion.objects.filter(owner__user=user).order_by().annotate(
+        truncated=Value(None, output_field=IntegerField())).values_list(*fields, "truncated", "reason")
+    return sorted(taken_part.union(left_out, all=True), key=lambda row: (row[2], row[0]))  # one query
 
 
 def round_statement(*, valuation_round: ValuationRound, owner) -> dict:
@@ -312,7 +333,7 @@ def round_statement(*, valuation_round: ValuationRound, owner) -> dict:
     payout = valuation_round.payouts.active().filter(owner=owner).first()
     objectives = [row for row in round_objective_values(valuation_round=valuation_round, user=owner.user)["rows"]
                   if row["username"] == owner.user.username]
-    return {"round": valuation_round, "owner": owner, "value": value, "payout": payout,
+    return {"round": valuation_round, "owner": owner, "participant": player, "value": value, "payout": payout,
             "amount": money(payout.amount, valuation_round.decimals) if payout else None,
             "totals": round_payout_totals(valuation_round=valuation_round),
             "objectives": objectives[0]["values"] if objectives else {}}

@@ -26,13 +26,15 @@ from config import money
 from marketplace.models import Contribution, DataOwner, EvalSet, Payee
 from marketplace.payees import verified_payees
 
+from . import lengths
 from . import objectives as objectives_module
 from . import stages
 from .engine.sampling import DEFAULT_TARGET  # stop sampling once ≤ 1% of the pool could be misallocated
 from .leases import holder_alive as _runner_alive
 from .leases import process_id as _runner_id
 from .ledger import payout_correct  # noqa: F401  (corrections of approved payouts live in ledger.py)
-from .models import Composition, Estimator, Payout, RoundOwner, Utility, ValuationRound
+from .models import Composition, Estimator, Payout, RoundExclusion, RoundOwner, Utility, ValuationRound
+from .stages.common import SnapshotChanged, snapshot_check
 
 logger = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int], None]
@@ -89,6 +91,12 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     if data_quality or data_quality_options:
         data_quality = True
         config["data_quality"] = stages.data_quality_config(data_quality_options, seed=seed)
+    # Measured as TRL will cut them: an owner with no trainable pair is left out (with the reason), not
+    # allowed to fail the round for everyone. Checks above ran with the larger count, so they still hold.
+    checks = lengths.participants_check(participants, base_dir=base_dir, config=config)
+    config["eval_lengths"] = lengths.eval_set_check(eval_set, base_dir=base_dir, config=config)
+    usable = lengths.usable_or_refuse(checks)
+    config["excluded_owners"] = len(checks) - len(usable)  # the pages read RoundExclusion only when there are some
     with transaction.atomic():
         valuation_round = ValuationRound(
             name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
@@ -98,9 +106,14 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
             progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
         valuation_round.full_clean()
         valuation_round.save()
-        for index, (payee, owner, contributions) in enumerate(participants):
-            _participant_create(valuation_round, index, owner, contributions, payee=payee)
-    logger.info("round %s created with %d owners", valuation_round.pk, len(participants))
+        for index, check in enumerate(usable):
+            _participant_create(valuation_round, index, check.owner, check.contributions, check=check,
+                                payee=check.payee)
+        RoundExclusion.objects.bulk_create([
+            RoundExclusion(round=valuation_round, owner=c.owner, n_pairs=c.report.n_pairs,
+                           n_dropped=c.report.n_dropped, reason=c.reason) for c in checks if c.reason])
+    logger.info("round %s created with %d owners (%d excluded)", valuation_round.pk, len(usable),
+                len(checks) - len(usable))
     return valuation_round
 
 
@@ -169,10 +182,11 @@ def _chosen_payees(names: list[str]) -> list[Payee]:
     return list(chosen.values())
 
 
-def _participant_create(valuation_round, index, owner, contributions, payee=None) -> RoundOwner:
-    pairs = stages.owner_pairs(contributions)
+def _participant_create(valuation_round, index, owner, contributions, *, check, payee=None) -> RoundOwner:
+    pairs = check.pairs
     participant = RoundOwner.objects.create(round=valuation_round, owner=owner, payee=payee, index=index,
-                                            n_pairs=len(pairs), data_hash=stages.pairs_digest(pairs))
+                                            n_pairs=len(pairs), n_usable=check.report.n_usable,
+                                            n_truncated=check.report.n_truncated, data_hash=stages.pairs_digest(pairs))
     participant.contributions.set(contributions)
     return participant
 
@@ -183,6 +197,7 @@ def round_queue(*, valuation_round: ValuationRound) -> ValuationRound:
 
     if valuation_round.status not in (ValuationRound.Status.DRAFT, ValuationRound.Status.FAILED):
         raise ValidationError(f"a {valuation_round.status} round cannot be queued")
+    round_snapshot_check(valuation_round=valuation_round)
     ValuationRound.objects.filter(pk=valuation_round.pk).update(status=ValuationRound.Status.QUEUED, error="")
     transaction.on_commit(lambda: round_execute_task.delay(valuation_round.pk))
     valuation_round.refresh_from_db()
@@ -213,6 +228,7 @@ def round_execute(*, round_id: int, on_progress: ProgressFn | None = None) -> Va
     if existing.status == ValuationRound.Status.DONE:
         stages.run_data_quality(existing, on_progress=on_progress)  # resumes an interrupted opt-in stage; else no-op
         return existing
+    round_snapshot_check(valuation_round=existing)
     valuation_round = round_claim(round_id=round_id)
     if valuation_round.started_at is None:
         ValuationRound.objects.filter(pk=round_id).update(started_at=timezone.now())
@@ -232,6 +248,18 @@ def round_execute(*, round_id: int, on_progress: ProgressFn | None = None) -> Va
     valuation_round.refresh_from_db()
     stages.run_data_quality(valuation_round, on_progress=on_progress)  # opt-in; records its own failure
     return valuation_round
+
+
+def round_snapshot_check(*, valuation_round: ValuationRound) -> None:
+    """A round runs on exactly the data it snapshotted. When some of it is gone (an owner withdrew it from a
+    round that had not run), the round fails with that plain reason and the run is refused."""
+    try:
+        snapshot_check(valuation_round)
+    except SnapshotChanged as exc:
+        ValuationRound.objects.filter(pk=valuation_round.pk).exclude(
+            status__in=[ValuationRound.Status.DONE, ValuationRound.Status.CANCELLED]).update(
+            status=ValuationRound.Status.FAILED, runner="", error=exc.unnamed)
+        raise
 
 
 def round_fail(*, round_id: int, exc: BaseException) -> None:

@@ -48,7 +48,10 @@ def round_new(request):
         except ValidationError as exc:
             form.add_error(None, "; ".join(exc.messages))
         else:
-            messages.success(request, f"Round '{valuation_round.name}' queued.")
+            excluded = valuation_round.config.get("excluded_owners", 0)
+            messages.success(request, f"Round '{valuation_round.name}' queued." + (
+                f" {excluded} owner{'s' if excluded != 1 else ''} left out: no pair fits the training length "
+                "(see the length check below)." if excluded else ""))
             return redirect("valuation:round-detail", round_id=valuation_round.pk)
     return render(request, "valuation/round_new.html", {"form": form}, status=400 if form.errors else 200)
 
@@ -192,6 +195,7 @@ def round_detail(request, round_id: int):
     return render(request, "valuation/round_detail.html", {
         "round": valuation_round,
         "stages": selectors.round_stages(valuation_round=valuation_round),
+        "exclusions": selectors.round_exclusions(valuation_round=valuation_round),
         "status_labels": dict(ValuationRound.Status.choices),
         "totals": selectors.round_payout_totals(valuation_round=valuation_round),
         "results": RoundResults(valuation_round, page=page),

@@ -10,6 +10,7 @@ Modules, by the order a round uses them:
     runtime     device and precision; what a worker keeps warm between fine-tunes and scoring passes
     dpo         one owner's DPO fine-tune with TRL
     scoring     cached response log-probs under the base model and each owner model
+    lengths     what TRL trains on per pair: tokens kept after truncation, pairs it drops
     arithmetic  coalition composition weights (language-model arithmetic)
     utility     coalition utilities from the cached score matrix
     coalition_tables  the tiled kernels that tabulate all 2^n utilities

@@ -57,15 +57,38 @@ def snapshot_pairs(participant) -> tuple[list, list]:
     rows = list(PreferencePair.objects.filter(contribution__in=participant.contributions.all()).order_by(*PAIR_ORDER))
     pairs = to_engine_pairs(rows)
     if len(rows) != participant.n_pairs or pairs_digest(pairs) != participant.data_hash:
-        raise ValidationError(
-            f"{participant.owner.name}'s data changed since the round was created ({participant.n_pairs} pairs "
-            f"then, {len(rows)} now): a contribution the round used was deleted or altered, so the round's "
-            "snapshot can no longer be read")
+        what = (f"withdrew or changed data this round snapshotted ({participant.n_pairs} pairs at creation, "
+                f"{len(rows)} now): the round cannot run as created; create a new round")
+        raise SnapshotChanged(f"owner '{participant.owner}' {what}", unnamed=f"an owner {what}")
     return rows, pairs
 
 
 def eval_pairs(eval_set) -> list:
     return to_engine_pairs(eval_set.pairs.order_by("row_number"))
+
+
+class SnapshotChanged(ValidationError):
+    """Data a round snapshotted at creation is gone (an owner withdrew it before the round ran): the round
+    can no longer run as recorded. `unnamed` says so without naming the owner (for the round's error,
+    which its other participants may read)."""
+
+    def __init__(self, message: str, unnamed: str | None = None):
+        super().__init__(message)
+        self.unnamed = unnamed or message
+
+
+def participant_pairs(participant) -> list:
+    """Exactly the engine pairs the round snapshotted for this owner, never whatever the owner holds now."""
+    return snapshot_pairs(participant)[1]
+
+
+def snapshot_check(valuation_round) -> None:
+    """Refuse to run a round whose snapshot (each owner's pairs, the eval set) no longer holds."""
+    for participant in valuation_round.participants.select_related("owner__user").order_by("index"):
+        participant_pairs(participant)
+    if eval_set_hash(valuation_round.eval_set) != valuation_round.eval_set_hash:
+        raise SnapshotChanged(f"eval set '{valuation_round.eval_set}' changed since the round was created; "
+                              "create a new round")
 
 
 def pairs_digest(pairs) -> str:

@@ -29,6 +29,23 @@ def model_score_key(base_model_hash: str, model_hash: str, *, dtype: str = "floa
     return hashlib.sha256(f"{base_model_hash}:{model_hash}{suffix}".encode()).hexdigest()
 
 
+def eval_max_length(valuation_round) -> int | None:
+    """Where the eval set's sequences are cut: at the training length, as TRL cuts the owners' pairs, when the
+    round's length check found an eval pair that length cuts; else nowhere, which scores the same tokens."""
+    check = valuation_round.config.get("eval_lengths") or {}
+    if check.get("max_length") and (check.get("n_truncated") or check.get("n_unscored")):
+        return int(check["max_length"])
+    return None
+
+
+def score_eval_hash(valuation_round) -> str:
+    """The ScoreCache eval key: the eval set's hash, plus the cut when there is one (other tokens, other scores)."""
+    max_length = eval_max_length(valuation_round)
+    if max_length is None:
+        return valuation_round.eval_set_hash
+    return hashlib.sha256(f"{valuation_round.eval_set_hash}:max_length={max_length}".encode()).hexdigest()
+
+
 def run_scoring(valuation_round: ValuationRound, *, on_progress=None) -> None:
     from .units import stage_run
 
@@ -47,13 +64,15 @@ def ensure_scores(valuation_round, *, key: str, model_dir, pairs):
     """The eval set's log-probs under the model in ``model_dir``: from the cache, else computed and cached."""
     from valuation.engine import scoring
 
-    row = ScoreCache.objects.filter(model_hash=key, eval_hash=valuation_round.eval_set_hash).first()
+    eval_hash = score_eval_hash(valuation_round)
+    row = ScoreCache.objects.filter(model_hash=key, eval_hash=eval_hash).first()
     if row is not None:
         return _as_result(row)
     started = time.perf_counter()
-    result = scoring.score_model(model_dir, valuation_round.base_model_path, pairs, runtime=runtime_of(valuation_round))
+    result = scoring.score_model(model_dir, valuation_round.base_model_path, pairs, runtime=runtime_of(valuation_round),
+                                 max_length=eval_max_length(valuation_round))
     fault_point("scoring:scored")
-    ScoreCache.objects.get_or_create(model_hash=key, eval_hash=valuation_round.eval_set_hash, defaults=dict(
+    ScoreCache.objects.get_or_create(model_hash=key, eval_hash=eval_hash, defaults=dict(
         chosen_logps=[float(x) for x in result.chosen], rejected_logps=[float(x) for x in result.rejected],
         seconds=time.perf_counter() - started))
     return result
@@ -61,7 +80,7 @@ def ensure_scores(valuation_round, *, key: str, model_dir, pairs):
 
 def cached_scores(valuation_round, owner_model):
     row = ScoreCache.objects.get(model_hash=score_key(valuation_round, owner_model),
-                                 eval_hash=valuation_round.eval_set_hash)
+                                 eval_hash=score_eval_hash(valuation_round))
     return _as_result(row)
 
 
@@ -79,4 +98,4 @@ def score_matrix(valuation_round) -> tuple[np.ndarray, np.ndarray]:
     participants = list(valuation_round.participants.select_related("owner_model").order_by("index"))
     base = cached_scores(valuation_round, None)
     owners = [cached_scores(valuation_round, p.owner_model) for p in participants]
-    return delta_matrix(base, owners), np.array([p.n_pairs for p in participants], dtype=np.int64)
+    return delta_matrix(base, owners), np.array([p.training_size for p in participants], dtype=np.int64)

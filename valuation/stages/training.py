@@ -13,7 +13,7 @@ from django.conf import settings
 
 from ..faults import fault_point
 from ..models import OwnerModel, RoundOwner, ValuationRound
-from .common import record_timing, runtime_of, set_status, snapshot_pairs
+from .common import participant_pairs, record_timing, runtime_of, set_status
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _train_or_adopt(valuation_round, participant, cfg, out_dir: Path) -> dict:
     (the engine returns it as `cached` after checking its hash)."""
     from valuation.engine import dpo
 
-    _, pairs = snapshot_pairs(participant)  # the data the model is cached under (its data hash), nothing else
+    pairs = participant_pairs(participant)  # the data the model is cached under (its data hash), nothing else
     logger.info("round %s: model for %s on %d pairs", valuation_round.pk, participant.owner, len(pairs))
     result = dpo.train_owner_model(valuation_round.base_model_path, pairs, out_dir, cfg,
                                    base_model_hash=valuation_round.base_model_hash, runtime=runtime_of(valuation_round))

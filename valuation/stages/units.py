@@ -164,7 +164,7 @@ def _train(valuation_round, index: int) -> bool:
 
 def _score(valuation_round, index: int) -> bool:
     """Cache the eval set's log-probs under the base model (BASE) or owner ``index``'s model. True when cached."""
-    from .scoring import _score_one, score_key
+    from .scoring import _score_one, score_eval_hash, score_key
 
     owner_model = None
     if index != BASE:
@@ -173,7 +173,7 @@ def _score(valuation_round, index: int) -> bool:
             raise RuntimeError(f"owner {index} has no model yet: its fine-tune must finish before its scoring pass")
         owner_model = participant.owner_model
     key = score_key(valuation_round, owner_model)
-    if ScoreCache.objects.filter(model_hash=key, eval_hash=valuation_round.eval_set_hash).exists():
+    if ScoreCache.objects.filter(model_hash=key, eval_hash=score_eval_hash(valuation_round)).exists():
         return True
     _score_one(valuation_round, owner_model, key, eval_pairs(valuation_round.eval_set))
     return False
