@@ -64,13 +64,14 @@ def test_data_deleted_under_a_round_is_refused_in_plain_words(fake_model_dir):
     r, alice, _ = make_round(fake_model_dir)
     Contribution.objects.filter(owner=alice).order_by("created_at").first().delete()  # e.g. by a database admin
     participant = r.participants.get(owner=alice)
-    with pytest.raises(ValidationError, match="alice's data changed since the round was created"):
+    changed = "owner 'alice' withdrew data this round snapshotted .* the data changed since the round was created"
+    with pytest.raises(ValidationError, match=changed):
         snapshot_pairs(participant)
     with pytest.raises(ValidationError, match="changed since the round was created"):
         ensure_data_quality(r)
     report = run_data_quality(r)
     assert report.status == DataQualityReport.Status.FAILED
-    assert report.error.startswith("alice's data changed since the round was created (10 pairs then, ")
+    assert report.error.startswith("owner 'alice' withdrew data this round snapshotted (10 pairs at creation, ")
     assert "Traceback" not in report.error and "ValidationError" not in report.error
 
 
@@ -107,7 +108,8 @@ def test_training_reads_the_snapshot_and_refuses_changed_data(fake_model_dir, tm
     _train_or_adopt(r, participant, None, tmp_path / "model")
     assert len(trained["pairs"]) == 10 and pairs_digest(trained["pairs"]) == participant.data_hash
     Contribution.objects.filter(owner=alice).order_by("created_at").first().delete()
-    with pytest.raises(ValidationError, match="alice's data changed since the round was created"):
+    changed = "owner 'alice' withdrew data this round snapshotted .* the data changed since the round was created"
+    with pytest.raises(ValidationError, match=changed):
         _train_or_adopt(r, participant, None, tmp_path / "model")
 
 

@@ -57,8 +57,8 @@ def snapshot_pairs(participant) -> tuple[list, list]:
     rows = list(PreferencePair.objects.filter(contribution__in=participant.contributions.all()).order_by(*PAIR_ORDER))
     pairs = to_engine_pairs(rows)
     if len(rows) != participant.n_pairs or pairs_digest(pairs) != participant.data_hash:
-        what = (f"withdrew or changed data this round snapshotted ({participant.n_pairs} pairs at creation, "
-                f"{len(rows)} now): the round cannot run as created; create a new round")
+        what = (f"withdrew data this round snapshotted ({participant.n_pairs} pairs at creation, {len(rows)} now): "
+                "the data changed since the round was created, so the round cannot run as created; create a new round")
         raise SnapshotChanged(f"owner '{participant.owner}' {what}", unnamed=f"an owner {what}")
     return rows, pairs
 
