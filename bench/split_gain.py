@@ -39,6 +39,7 @@ from valuation.engine import synthetic  # noqa: E402
 from valuation.engine.base_model import build_base_model  # noqa: E402
 from valuation.engine.dpo import TrainingConfig, train_owner_model  # noqa: E402
 from valuation.engine.hashing import pairs_hash  # noqa: E402
+from valuation.engine.allocation import payout_values  # noqa: E402
 from valuation.engine.payouts import POLICIES, split_pool  # noqa: E402
 from valuation.engine.scoring import delta_matrix, score_model  # noqa: E402
 from valuation.engine.shapley import exact_shapley  # noqa: E402
@@ -117,7 +118,8 @@ def value_game(D: np.ndarray, sizes: np.ndarray, *, utility: str, composition: s
                policy: str) -> tuple[np.ndarray, list[Decimal]]:
     """The values the payout policy is applied to, and the payouts of the pool — a round's valuing stage."""
     table = all_coalition_utilities(D, utility=utility, composition=composition, beta=beta, sizes=sizes, n_jobs=1)
-    values = exact_shapley(table)
+    values = payout_values(policy, shapley=exact_shapley(table), scores=D, sizes=sizes, utility=utility,
+                           composition=composition, beta=beta)
     return values, split_pool(values, POOL, policy=policy).amounts
 
 
@@ -177,6 +179,13 @@ def _games_from_json(runs: list[dict]) -> list[dict]:
                               for k, g in run["games"].items()}} for run in runs]
 
 
+def _write(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload) + "\n")
+    os.replace(tmp, path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -194,7 +203,11 @@ def main() -> int:
         prepared = _games_from_json(json.loads(args.from_json.read_text())["games"])
     else:
         args.work.mkdir(parents=True, exist_ok=True)
-        prepared = [prepare_seed(seed, args.ks, args.work) for seed in args.seeds]
+        prepared = []
+        for seed in args.seeds:
+            prepared.append(prepare_seed(seed, args.ks, args.work))
+            # Saved after every seed: a long run stopped part way still leaves its score matrices.
+            _write(args.out, {"threshold": THRESHOLD, "rows": [], "games": _games_to_json(prepared)})
     prepare_seconds = time.perf_counter() - started
     started = time.perf_counter()
     rows = measure_split_gain(prepared, policies=args.policies)
@@ -208,9 +221,8 @@ def main() -> int:
         print(f"seed {run['seed']}: {t['trained_models']} models trained in {t['train']:.1f} s, scoring "
               f"{t['score']:.1f} s, total {t['total']:.1f} s (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})")
     print(f"preparing {prepare_seconds:.1f} s; valuing {len(rows)} games {value_seconds:.1f} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"threshold": THRESHOLD, "rows": rows, "games": _games_to_json(prepared),
-                                    "prepare_seconds": prepare_seconds, "value_seconds": value_seconds}) + "\n")
+    _write(args.out, {"threshold": THRESHOLD, "rows": rows, "games": _games_to_json(prepared),
+                      "prepare_seconds": prepare_seconds, "value_seconds": value_seconds})
     print(f"wrote {args.out}")
     return 0
 

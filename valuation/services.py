@@ -30,7 +30,7 @@ from .engine.sampling import DEFAULT_TARGET  # stop sampling once ≤ 1% of the 
 from .leases import holder_alive as _runner_alive
 from .leases import process_id as _runner_id
 from .ledger import payout_correct  # noqa: F401  (corrections of approved payouts live in ledger.py)
-from .models import Composition, Estimator, Payout, RoundOwner, Utility, ValuationRound
+from .models import Composition, Estimator, Payout, PayoutPolicy, RoundOwner, Utility, ValuationRound
 
 logger = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int], None]
@@ -64,15 +64,21 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
                  owners: list[str] | None = None, budget: int | None = None, target: float | None = None,
                  objectives=None, payout_objective=None, decoding: dict | None = None, prompts: int | None = None,
                  data_quality: bool = False, data_quality_options: dict | None = None,
-                 created_by=None) -> ValuationRound:
+                 payout_policy: str = PayoutPolicy.CLIP, created_by=None) -> ValuationRound:
     """Validate the request, snapshot the participating owners' data, record the full config.
 
     `objectives`, `payout_objective`, `decoding` and `prompts` configure a `reward` round (objectives.py).
     `data_quality` opts the round into the data-quality stage (pair values, flags, clusters) after
-    valuing; `data_quality_options` tune it (engine/data_quality.OPTIONS)."""
+    valuing; `data_quality_options` tune it (engine/data_quality.OPTIONS). `payout_policy` is what the pool
+    is split by (engine/allocation.py): the Shapley value (`clip`) or the split-proof margin share."""
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
     _validate_choice(estimator, Estimator, "estimator")
+    _validate_choice(payout_policy, PayoutPolicy, "payout policy")
+    if payout_policy == PayoutPolicy.MARGIN_SHARE and utility == Utility.REWARD:
+        # The margin share attributes eval-pair margins; a reward round has judged generations, no margins.
+        raise ValidationError("payout policy 'margin_share' needs a margin utility (preference_accuracy or "
+                              "bt_loglik), not 'reward'")
     amount = _parse_pool(pool, decimals)
     if ValuationRound.objects.filter(name=name).exists():
         raise ValidationError(f"a round named '{name}' already exists")
@@ -87,6 +93,7 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
         budget = objectives_module.DEFAULT_BUDGET  # each coalition is a decoding pass, not array arithmetic
     budget, target = _check_budget(budget, target, estimator, len(participants))
     config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target)
+    config["payout_policy"] = payout_policy
     if reward is not None:
         config["reward"] = reward
     if data_quality or data_quality_options:
@@ -96,9 +103,9 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
         valuation_round = ValuationRound(
             name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
             base_model_path=str(base_dir), base_model_hash=stages.model_dir_hash(base_dir), utility=utility,
-            composition=composition, estimator=estimator, seed=seed, config=config, pool=amount,
-            currency=currency.upper(), decimals=decimals, status=ValuationRound.Status.DRAFT, data_quality=data_quality,
-            progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
+            composition=composition, estimator=estimator, payout_policy=payout_policy, seed=seed, config=config,
+            pool=amount, currency=currency.upper(), decimals=decimals, status=ValuationRound.Status.DRAFT,
+            data_quality=data_quality, progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
         valuation_round.full_clean()
         valuation_round.save()
         for index, (owner, contributions) in enumerate(participants):

@@ -41,7 +41,8 @@ def round_new(request):
                     name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
                     base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
                     estimator=data["estimator"], seed=data["seed"], budget=data.get("budget"),
-                    data_quality=data["data_quality"], created_by=request.user, **form.reward_options())
+                    data_quality=data["data_quality"], payout_policy=data["payout_policy"], created_by=request.user,
+                    **form.reward_options())
                 services.round_queue(valuation_round=valuation_round)
         except ValidationError as exc:
             form.add_error(None, "; ".join(exc.messages))
