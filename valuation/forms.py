@@ -17,9 +17,9 @@ class RoundForm(forms.Form):
     composition = forms.ChoiceField(choices=Composition.choices)
     estimator = forms.ChoiceField(choices=Estimator.choices)
     payout_policy = forms.ChoiceField(
-        choices=PayoutPolicy.choices, initial=PayoutPolicy.CLIP,
-        help_text="what the pool is split by; the margin share pays nothing extra to an owner who splits its data "
-                  "over several payees (bench/split_gain.py)")
+        choices=PayoutPolicy.choices, initial=PayoutPolicy.CLIP, required=False,
+        help_text="what the pool is split by (blank: clip); the margin share pays nothing extra to an owner who "
+                  "splits its data over several payees (bench/split_gain.py)")
     seed = forms.IntegerField(min_value=0, initial=0)
     budget = forms.IntegerField(min_value=1, required=False,
                                 help_text="utility evaluations per Shapley estimate (blank: 2^20, or 128 for reward)")

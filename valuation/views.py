@@ -19,7 +19,7 @@ from marketplace import selectors as marketplace_selectors
 
 from . import charts, selectors, services
 from .forms import RoundForm
-from .models import ValuationRound
+from .models import PayoutPolicy, ValuationRound
 
 COALITION_TABLE_ROWS = 64  # the chart shows every coalition; the table the first ones by mask
 OWNER_ROWS_PER_PAGE = 100  # a 1,000-owner round's table in pages; the CSV export has everyone
@@ -41,7 +41,7 @@ def round_new(request):
                     name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
                     base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
                     estimator=data["estimator"], seed=data["seed"], budget=data.get("budget"),
-                    data_quality=data["data_quality"], payout_policy=data["payout_policy"], created_by=request.user,
+                    data_quality=data["data_quality"], payout_policy=data["payout_policy"] or PayoutPolicy.CLIP, created_by=request.user,
                     **form.reward_options())
                 services.round_queue(valuation_round=valuation_round)
         except ValidationError as exc:
