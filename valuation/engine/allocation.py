@@ -12,29 +12,34 @@ owner was not).
 M[t] = Σ_i n_i·D[i, t] / Σ_i n_i the margin of all owners' data pooled (the `mean` composition's
 grand coalition) on eval pair t and g[t] = u(M[t]) − u(0) that pair's utility gain (u the
 round's utility on one pair: ½·sign for accuracy, log σ(β·) for bt_loglik), the gain is shared
-by the owners who moved the margin the way it went, in proportion to how many pairs they
-brought times how hard each of their pairs pushed:
+among the owners whose model moved the margin the way it went, one vote per pair they brought:
 
-    c[i, t] = n_i · |D[i, t]|  if sign D[i, t] = sign M[t], else 0
+    c[i, t] = n_i  if sign D[i, t] = sign M[t], else 0
     φ_i     = mean_t  g[t] · c[i, t] / Σ_j c[j, t]
 
-* Split-proof: cutting an owner's pairs into parts whose models push like the whole (per pair)
-  leaves Σ_parts n_p·D_p = n·D, so M, g and the parts' total share are exactly the whole's;
-  parts whose models push less (fewer steps on less data) share less.
+* Split-proof: cutting an owner's pairs into parts whose models move each eval margin the same
+  way as the whole did gives the parts Σ n_p = n votes exactly where the whole had n, so they
+  share exactly what the whole did; merging gains nothing either. A part trained on fewer pairs
+  moves margins less (fewer steps) but the same way, which is why votes and not the size of
+  the move: with shares ∝ n_i·|D[i, t]| splitting into 5 lost 70% and merging gained 3.4×
+  (bench/split_gain.py), paying small honest owners less per pair than large ones.
 * Whatever the round's composition: under `sum` the composed model itself changes with the
   number of payees (k parts as strong as the whole are k task vectors), so a rule faithful to
-  the `sum` model cannot be split-proof — measured: attributing the `sum` margin instead of the
-  pooled one let such parts gain up to 9% under bt_loglik (tests/valuation/engine/test_allocation.py).
-  The round's composition still decides its Shapley values, shown next to the payouts.
+  the `sum` model cannot be split-proof — attributing the `sum` margin instead of the pooled one
+  let such parts gain up to 9% under bt_loglik. The round's composition still decides its
+  Shapley values, shown next to the payouts.
 * Efficient: Σ_i φ_i = mean_t g[t] = v_mean(N) − v(∅) (a pair with M[t] ≠ 0 always has an owner
   on its side; M[t] = 0 gains nothing), so the clip rule pays the whole pool whenever anyone gains.
-* Owners pushing towards a lost pair (g < 0) share its loss; owners pushing against the result
-  are neither credited nor blamed for it. An adversarial owner ends negative and is paid nothing.
+* Owners whose model pushes towards a lost pair (g < 0) share its loss; owners pushing against
+  the result are neither credited nor blamed for it. An adversarial owner ends negative and is
+  paid nothing.
 * Deterministic and O(n·T): no sampling, any number of owners.
 
-The price is quantity: like `mean` composition (weights n_i), pay grows with pairs whose model
-pushes the same way, so padding with weak but same-direction pairs is paid; the upload checks
-(near-duplicates, rate limits) and the per-pair push |D| are what stand against it.
+The price is that a pair's vote does not weigh how hard its model pushed: a noisy owner whose
+model still moves most eval margins the right way is paid nearly as much per pair as a clean one
+(bench/split_gain.py prints the honest owners' payouts), and pay grows with pairs that vote the
+winning way, as under `mean` composition — the upload checks (near-duplicates, rate limits) are
+what stand against padding.
 """
 
 from __future__ import annotations
@@ -57,8 +62,8 @@ def margin_share(scores: ArrayLike, *, sizes: ArrayLike, utility: str, beta: flo
     n_pairs = check_sizes(sizes, n=D.shape[0], composition="mean")  # pair counts are required here
     margin = n_pairs @ D / n_pairs.sum()
     gains = _pair_gains(margin, utility=utility, beta=beta)
-    push = n_pairs[:, None] * np.abs(D)
-    with_result = np.where(np.sign(D) == np.sign(margin)[None, :], push, 0.0)
+    votes = np.broadcast_to(n_pairs[:, None], D.shape)
+    with_result = np.where((np.sign(D) == np.sign(margin)[None, :]) & (D != 0), votes, 0.0)
     total = with_result.sum(axis=0)
     # total == 0 only where M[t] == 0 (then g[t] == 0 too): nothing to share on that pair.
     shares = np.divide(with_result, total, out=np.zeros_like(with_result), where=total > 0)
