@@ -17,7 +17,8 @@ same models (`--from-json`) without training again.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/split_gain.py [--seeds 0 1 2] [--ks 1 2 3 5] [--work var/bench/split_gain]
 
-`measure_split_gain(...)` is the importable entry point (bench/gaming.py calls it).
+`split_gain(seeds=..., ks=..., work=...)` is the importable entry point (bench/gaming.py calls it): it
+trains what is not cached and returns the rows; `summary_table(rows, names)` formats them.
 """
 from __future__ import annotations
 
@@ -146,6 +147,13 @@ def measure_split_gain(prepared: list[dict], *, policies=POLICIES, utilities=UTI
                 "paid": str(sum(amounts, Decimal(0))), "seconds": time.perf_counter() - started,
             })
     return rows
+
+
+def split_gain(*, seeds=(0,), ks=KS, work: Path = ROOT / "var" / "bench" / "split_gain", policies=POLICIES,
+               log=print) -> list[dict]:
+    """Train (or reuse) every model of `seeds` under `work` and return `measure_split_gain`'s rows."""
+    work.mkdir(parents=True, exist_ok=True)
+    return measure_split_gain([prepare_seed(seed, ks, work, log=log) for seed in seeds], policies=policies)
 
 
 def summary_table(rows: list[dict], names: list[str]) -> str:
