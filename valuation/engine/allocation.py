@@ -22,11 +22,11 @@ among the owners whose model moved the margin the way it went, one vote per pair
   share exactly what the whole did; merging gains nothing either. A part trained on fewer pairs
   moves margins less (fewer steps) but the same way, which is why votes and not the size of
   the move: with shares ∝ n_i·|D[i, t]| splitting into 5 lost 70% and merging gained 3.4×
-  (bench/split_gain.py), paying small honest owners less per pair than large ones.
+  (bench/split_gain_attempts.py, `push`), paying small honest owners less per pair than large ones.
 * Whatever the round's composition: under `sum` the composed model itself changes with the
   number of payees (k parts as strong as the whole are k task vectors), so a rule faithful to
   the `sum` model cannot be split-proof — attributing the `sum` margin instead of the pooled one
-  let such parts gain up to 9% under bt_loglik. The round's composition still decides its
+  let such parts gain up to 9% under bt_loglik in a synthetic game. The round's composition still decides its
   Shapley values, shown next to the payouts.
 * Efficient: Σ_i φ_i = mean_t g[t] = v_mean(N) − v(∅) (a pair with M[t] ≠ 0 always has an owner
   on its side; M[t] = 0 gains nothing), so the clip rule pays the whole pool whenever anyone gains.
@@ -63,7 +63,7 @@ def margin_share(scores: ArrayLike, *, sizes: ArrayLike, utility: str, beta: flo
     margin = n_pairs @ D / n_pairs.sum()
     gains = _pair_gains(margin, utility=utility, beta=beta)
     votes = np.broadcast_to(n_pairs[:, None], D.shape)
-    with_result = np.where((np.sign(D) == np.sign(margin)[None, :]) & (D != 0), votes, 0.0)
+    with_result = np.where(np.sign(D) == np.sign(margin)[None, :], votes, 0.0)
     total = with_result.sum(axis=0)
     # total == 0 only where M[t] == 0 (then g[t] == 0 too): nothing to share on that pair.
     shares = np.divide(with_result, total, out=np.zeros_like(with_result), where=total > 0)
