@@ -90,3 +90,26 @@ def test_run_round_refuses_an_unknown_policy(eval_set, fake_model_dir):
         call_command("run_round", name="cli", pool="1.00", base_model=str(fake_model_dir), eval_set="eval",
                      payout_policy="nope")
     assert ValuationRound.objects.count() == 0
+
+
+@pytest.mark.slow
+def test_a_margin_share_round_replays_bit_for_bit_and_an_edited_policy_is_caught(tiny_base_model, isolated_artifacts):
+    from tests.valuation.conftest import add_owner
+    from valuation import replay
+
+    add_owner("clean", synthetic.owner_pairs("clean_mix", 32, 41))
+    add_owner("noisy", synthetic.owner_pairs("noisy", 24, 42))
+    eval_set = add_eval_set("eval", synthetic.eval_pairs(40, 3))
+    r = services.round_create(name="ms", pool="1000.00", eval_set=eval_set, base_model_dir=str(tiny_base_model),
+                              training={"epochs": 1}, seed=7, payout_policy="margin_share", utility="bt_loglik")
+    r = services.round_execute(round_id=r.pk)
+    assert r.status == ValuationRound.Status.DONE
+    report = replay.round_replay(valuation_round=r)
+    assert report.matches
+    assert {row["owner"]: row["replayed"] for row in report.payouts} == {
+        p.owner.name: str(p.amount.quantize(Decimal("0.01"))) for p in r.payouts.all()}
+    # Someone switching the stored policy afterwards changes what a replay pays: the replay says so.
+    ValuationRound.objects.filter(pk=r.pk).update(payout_policy="clip")
+    r.refresh_from_db()
+    edited = replay.round_replay(valuation_round=r)
+    assert not edited.matches and not all(row["equal"] for row in edited.payouts)
