@@ -21,8 +21,8 @@ among the owners whose model moved the margin the way it went, one vote per pair
   way as the whole did gives the parts Σ n_p = n votes exactly where the whole had n, so they
   share exactly what the whole did; merging gains nothing either. A part trained on fewer pairs
   moves margins less (fewer steps) but the same way, which is why votes and not the size of
-  the move: with shares ∝ n_i·|D[i, t]| splitting into 5 lost 70% and merging gained 3.4×
-  (bench/split_gain_attempts.py, `push`), paying small honest owners less per pair than large ones.
+  the move: with shares ∝ n_i·|D[i, t]| five parts got 0.28× of the whole, so merging five paid 3.6×
+  (bench/split_gain_attempts.py, `push`, 5 seeds), and small honest owners got less per pair than large ones.
 * Whatever the round's composition: under `sum` the composed model itself changes with the
   number of payees (k parts as strong as the whole are k task vectors), so a rule faithful to
   the `sum` model cannot be split-proof — attributing the `sum` margin instead of the pooled one
