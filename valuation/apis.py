@@ -13,8 +13,8 @@ from rest_framework.views import APIView
 from marketplace.models import EvalSet
 
 from . import fidelity, selectors, services
-from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, RoundExclusion,
-                     RoundOwner, RoundTask, Utility, ValuationRound)
+from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, PayoutPolicy,
+                     RoundExclusion, RoundOwner, RoundTask, Utility, ValuationRound)
 
 
 class RoundOutputSerializer(serializers.ModelSerializer):
@@ -30,8 +30,10 @@ class RoundOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ValuationRound
         fields = ["id", "name", "status", "progress", "timings", "error", "eval_set", "eval_set_hash",
-                  "base_model_path", "base_model_hash", "utility", "composition", "estimator", "estimator_used", "n_evaluations", "stopped_because", "misallocation_bound",
-                  "seed", "config", "pool", "currency", "decimals", "n_owners", "payout_note", "utilities_hash", "created_at",
+                  "base_model_path", "base_model_hash", "utility", "composition", "payout_policy", "estimator",
+                  "estimator_used", "n_evaluations", "stopped_because", "misallocation_bound",
+                  "seed", "config", "pool", "currency", "decimals", "n_owners", "payout_note", "utilities_hash",
+                  "created_at",
                   "started_at", "finished_at", "approved_at", "data_quality"]
 
     def to_representation(self, instance):
@@ -51,6 +53,9 @@ class RoundInputSerializer(serializers.Serializer):
     utility = serializers.ChoiceField(choices=Utility.choices, default=Utility.PREFERENCE_ACCURACY)
     composition = serializers.ChoiceField(choices=Composition.choices, default=Composition.SUM)
     estimator = serializers.ChoiceField(choices=Estimator.choices, default=Estimator.AUTO)
+    payout_policy = serializers.ChoiceField(
+        choices=PayoutPolicy.choices, default=PayoutPolicy.CLIP,
+        help_text="what the pool is split by: 'clip' (Shapley value) or 'margin_share' (split-proof)")
     seed = serializers.IntegerField(min_value=0, default=0)
     beta = serializers.FloatField(min_value=1e-6, required=False)
     training = serializers.DictField(required=False, default=dict)
@@ -106,7 +111,7 @@ class RoundListCreateApi(APIView):
                 objectives=data.get("objectives"), payout_objective=data.get("payout_objective"),
                 decoding=data.get("decoding"), prompts=data.get("prompts"),
                 data_quality=data["data_quality"], data_quality_options=data.get("data_quality_options"),
-                created_by=request.user)
+                payout_policy=data["payout_policy"], created_by=request.user)
             valuation_round = services.round_queue(valuation_round=valuation_round)
         return Response(RoundOutputSerializer(valuation_round, context={"staff": True}).data,
                         status=status.HTTP_201_CREATED)

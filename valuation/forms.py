@@ -4,7 +4,7 @@ from django.conf import settings
 from config import money
 from marketplace.models import EvalSet, Payee
 
-from .models import Composition, Estimator, Utility
+from .models import Composition, Estimator, PayoutPolicy, Utility
 
 
 class PayeeChoiceField(forms.ModelMultipleChoiceField):
@@ -33,6 +33,10 @@ class RoundForm(forms.Form):
     utility = forms.ChoiceField(choices=Utility.choices)
     composition = forms.ChoiceField(choices=Composition.choices)
     estimator = forms.ChoiceField(choices=Estimator.choices)
+    payout_policy = forms.ChoiceField(
+        choices=PayoutPolicy.choices, initial=PayoutPolicy.CLIP, required=False,
+        help_text="what the pool is split by (blank: clip); the margin share pays nothing extra to an owner who "
+                  "splits its data over several payees (bench/split_gain.py)")
     seed = forms.IntegerField(min_value=0, initial=0)
     budget = forms.IntegerField(min_value=1, required=False,
                                 help_text="utility evaluations per Shapley estimate (blank: 2^20, or 128 for reward)")

@@ -28,6 +28,11 @@ class Composition(models.TextChoices):
     MEAN = "mean", "size-weighted mean (pooled DPO)"
 
 
+class PayoutPolicy(models.TextChoices):
+    CLIP = "clip", "Shapley value (negatives paid nothing)"
+    MARGIN_SHARE = "margin_share", "margin share (split-proof: splitting one's data over payees earns nothing)"
+
+
 class Estimator(models.TextChoices):
     AUTO = "auto", "auto"
     EXACT = "exact", "exact (all 2^n coalitions)"
@@ -62,6 +67,8 @@ class ValuationRound(models.Model):
     utility = models.CharField(max_length=32, choices=Utility.choices, default=Utility.PREFERENCE_ACCURACY)
     composition = models.CharField(max_length=8, choices=Composition.choices, default=Composition.SUM)
     estimator = models.CharField(max_length=16, choices=Estimator.choices, default=Estimator.AUTO)
+    # What the pool is split by (engine/allocation.py); also recorded in `config` for replay.
+    payout_policy = models.CharField(max_length=16, choices=PayoutPolicy.choices, default=PayoutPolicy.CLIP)
     estimator_used = models.CharField(max_length=16, blank=True)
     n_evaluations = models.BigIntegerField(null=True, blank=True)  # utility evaluations the estimator made
     stopped_because = models.CharField(max_length=16, blank=True)  # "exact" | "target" | "budget"

@@ -19,7 +19,6 @@ import dataclasses
 
 import tempfile
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +30,7 @@ from . import stages
 from .models import ValuationRound
 from .stages.common import _library_versions, runtime_of, training_config
 from .stages.scoring import eval_max_length
-from .stages.valuing import compute_values
+from .stages.valuing import compute_values, payout_split
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -183,7 +182,6 @@ def _models(r, participants, pairs, scratch: Path, report, from_scratch: bool, o
 
 
 def _revalue(r, participants, model_dirs, eval_set, report: ReplayReport, on_progress) -> None:
-    from valuation.engine.payouts import split_pool
     from valuation.engine.scoring import delta_matrix, score_model
 
     scores = []
@@ -194,10 +192,9 @@ def _revalue(r, participants, model_dirs, eval_set, report: ReplayReport, on_pro
                                   max_length=eval_max_length(r)))
     D = delta_matrix(scores[0], scores[1:])
     # A reward round decodes its coalitions afresh from these (hash-checked) models, without its stored generations.
-    valuation = compute_values(r, D, np.array([p.training_size for p in participants], dtype=np.int64),
-                               model_dirs=[str(d) for d in model_dirs], on_progress=on_progress)
-    split = split_pool([float(x) for x in valuation.result.values], Decimal(r.pool), policy="clip",
-                       decimals=r.decimals)
+    sizes = np.array([p.training_size for p in participants], dtype=np.int64)
+    valuation = compute_values(r, D, sizes, model_dirs=[str(d) for d in model_dirs], on_progress=on_progress)
+    split = payout_split(r, valuation, D, sizes)
     _compare(r, participants, valuation, split, report)
 
 

@@ -33,7 +33,7 @@ from .engine.sampling import DEFAULT_TARGET  # stop sampling once ≤ 1% of the 
 from .leases import holder_alive as _runner_alive
 from .leases import process_id as _runner_id
 from .ledger import payout_correct  # noqa: F401  (corrections of approved payouts live in ledger.py)
-from .models import Composition, Estimator, Payout, RoundExclusion, RoundOwner, Utility, ValuationRound
+from .models import Composition, Estimator, Payout, PayoutPolicy, RoundExclusion, RoundOwner, Utility, ValuationRound
 from .stages.common import SnapshotChanged, snapshot_check
 
 logger = logging.getLogger(__name__)
@@ -56,20 +56,27 @@ def _parse_pool(pool, *, currency: str, decimals: int) -> Decimal:
 
 def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, utility: str = Utility.PREFERENCE_ACCURACY,
                  composition: str = Composition.SUM, estimator: str = Estimator.AUTO, seed: int = 0,
-                 currency: str = "USD", decimals: int | None = None, training: dict | None = None, beta: float | None = None,
+                 currency: str = "USD", decimals: int | None = None, training: dict | None = None,
+                 beta: float | None = None,
                  owners: list[str] | None = None, budget: int | None = None, target: float | None = None,
                  objectives=None, payout_objective=None, decoding: dict | None = None, prompts: int | None = None,
                  data_quality: bool = False, data_quality_options: dict | None = None,
-                 created_by=None) -> ValuationRound:
+                 payout_policy: str = PayoutPolicy.CLIP, created_by=None) -> ValuationRound:
     """Validate the request, snapshot the players' data, record the full config. The players are verified
     payees (`owners`: payee names or their accounts' usernames; default: every verified payee with data).
 
     `objectives`, `payout_objective`, `decoding` and `prompts` configure a `reward` round (objectives.py).
     `data_quality` opts the round into the data-quality stage (pair values, flags, clusters) after
-    valuing; `data_quality_options` tune it (engine/data_quality.OPTIONS)."""
+    valuing; `data_quality_options` tune it (engine/data_quality.OPTIONS). `payout_policy` is what the pool
+    is split by (engine/allocation.py): the Shapley value (`clip`) or the split-proof margin share."""
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
     _validate_choice(estimator, Estimator, "estimator")
+    _validate_choice(payout_policy, PayoutPolicy, "payout policy")
+    if payout_policy == PayoutPolicy.MARGIN_SHARE and utility == Utility.REWARD:
+        # The margin share attributes eval-pair margins; a reward round has judged generations, no margins.
+        raise ValidationError("payout policy 'margin_share' needs a margin utility (preference_accuracy or "
+                              "bt_loglik), not 'reward'")
     currency, decimals = money.currency_resolve(currency, decimals)  # decimals default to the currency's
     amount = _parse_pool(pool, currency=currency, decimals=decimals)
     if ValuationRound.objects.filter(name=name).exists():
@@ -86,6 +93,7 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     budget, target = _check_budget(budget, target, estimator, len(participants))
     config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target)
     config["screening"] = stages.screening_config()  # thresholds as of creation: a replay screens with these
+    config["payout_policy"] = payout_policy
     if reward is not None:
         config["reward"] = reward
     if data_quality or data_quality_options:
@@ -101,9 +109,9 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
         valuation_round = ValuationRound(
             name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
             base_model_path=str(base_dir), base_model_hash=stages.model_dir_hash(base_dir), utility=utility,
-            composition=composition, estimator=estimator, seed=seed, config=config, pool=amount,
-            currency=currency, decimals=decimals, status=ValuationRound.Status.DRAFT, data_quality=data_quality,
-            progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
+            composition=composition, estimator=estimator, payout_policy=payout_policy, seed=seed, config=config,
+            pool=amount, currency=currency, decimals=decimals, status=ValuationRound.Status.DRAFT,
+            data_quality=data_quality, progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
         valuation_round.full_clean()
         valuation_round.save()
         for index, check in enumerate(usable):

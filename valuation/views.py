@@ -20,7 +20,7 @@ from marketplace import selectors as marketplace_selectors
 
 from . import charts, screening, selectors, services
 from .forms import RoundForm
-from .models import FidelityReport, ValuationRound
+from .models import FidelityReport, PayoutPolicy, ValuationRound
 
 COALITION_TABLE_ROWS = 64  # the chart shows every coalition; the table the first ones by mask
 OWNER_ROWS_PER_PAGE = 100  # a 1,000-owner round's table in pages; the CSV export has everyone
@@ -43,7 +43,8 @@ def round_new(request):
                     base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
                     estimator=data["estimator"], seed=data["seed"], budget=data.get("budget"),
                     data_quality=data["data_quality"], owners=[p.name for p in data["owners"]] or None,
-                    created_by=request.user, **form.reward_options())
+                    payout_policy=data["payout_policy"] or PayoutPolicy.CLIP, created_by=request.user,
+                    **form.reward_options())
                 services.round_queue(valuation_round=valuation_round)
         except ValidationError as exc:
             form.add_error(None, "; ".join(exc.messages))

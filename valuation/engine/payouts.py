@@ -1,10 +1,11 @@
 """Turn owner values into exact currency amounts (DESIGN.md §2, "Payouts").
 
-Policy `clip`: share_i = max(φ_i, 0) / Σ_j max(φ_j, 0) of a pool P. Amounts are rounded
-to the currency's minor unit (10^−decimals) by the largest-remainder (Hamilton) method:
-every owner first gets the floor of its exact quota in units, then the units left over
-go one by one to the largest fractional remainders (ties: larger value, then lower
-index), so Σ amounts == P exactly and the result is deterministic.
+share_i = max(φ_i, 0) / Σ_j max(φ_j, 0) of a pool P, where φ is what the policy pays by
+(`allocation.payout_values`): the Shapley value under `clip`, the split-proof margin share under
+`margin_share`. Amounts are rounded to the currency's minor unit (10^−decimals) by the
+largest-remainder (Hamilton) method: every owner first gets the floor of its exact quota in
+units, then the units left over go one by one to the largest fractional remainders (ties:
+larger value, then lower index), so Σ amounts == P exactly and the result is deterministic.
 
 Money is never float: the pool is a Decimal counted as an integer number of units, and
 each quota U·p_i/Σp is computed as an exact Fraction of the (exactly representable)
@@ -22,7 +23,7 @@ from fractions import Fraction
 
 import numpy as np
 
-POLICIES: tuple[str, ...] = ("clip",)
+POLICIES: tuple[str, ...] = ("clip", "margin_share")  # both turn values into money alike
 NOTHING_PAID = "no owner has positive value: nothing is paid"
 
 

@@ -44,7 +44,6 @@ class Valuation:
 
 def run_valuing(valuation_round: ValuationRound, *, on_progress=None) -> None:
     from valuation.engine.hashing import sha256_file
-    from valuation.engine.payouts import split_pool
 
     set_status(valuation_round, ValuationRound.Status.VALUING)
     report_progress(valuation_round, "valuing", 0, 3, on_progress)
@@ -52,8 +51,7 @@ def run_valuing(valuation_round: ValuationRound, *, on_progress=None) -> None:
     D, sizes = score_matrix(valuation_round)
     valuation = compute_values(valuation_round, D, sizes, on_progress=on_progress)
     report_progress(valuation_round, "valuing", 1, 3, on_progress)
-    split = split_pool([float(x) for x in valuation.result.values], Decimal(valuation_round.pool), policy="clip",
-                       decimals=valuation_round.decimals)
+    split = payout_split(valuation_round, valuation, D, sizes)
     report_progress(valuation_round, "valuing", 2, 3, on_progress)
     path, digest = "", ""
     if valuation.table is not None:
@@ -65,6 +63,19 @@ def run_valuing(valuation_round: ValuationRound, *, on_progress=None) -> None:
     _write_results(valuation_round, valuation, split, path, digest)
     record_timing(valuation_round, "valuing", time.perf_counter() - started)
     report_progress(valuation_round, "valuing", 3, 3, on_progress)
+
+
+def payout_split(valuation_round: ValuationRound, valuation: Valuation, D: np.ndarray, sizes: np.ndarray):
+    """The draft payouts: the pool split by what the round's payout policy pays by (engine/allocation.py)."""
+    from valuation.engine.allocation import payout_values
+    from valuation.engine.payouts import split_pool
+
+    policy = valuation_round.payout_policy
+    values = payout_values(policy, shapley=valuation.result.values, scores=D, sizes=sizes,
+                           utility=valuation_round.utility, composition=valuation_round.composition,
+                           beta=valuation_round.config.get("beta"))
+    return split_pool([float(x) for x in values], Decimal(valuation_round.pool), policy=policy,
+                      decimals=valuation_round.decimals)
 
 
 def compute_values(valuation_round: ValuationRound, D: np.ndarray, sizes: np.ndarray, *,

@@ -126,7 +126,7 @@ def test_bad_input_is_refused(values: list[float], pool: object, kwargs: dict, m
 
 def test_result_is_frozen_and_policies_listed() -> None:
     split = split_pool([1.0], D("1.00"))
-    assert isinstance(split, PayoutSplit) and POLICIES == ("clip",)
+    assert isinstance(split, PayoutSplit) and POLICIES == ("clip", "margin_share")
     with pytest.raises(AttributeError):
         split.paid = D("0")  # type: ignore[misc]
 

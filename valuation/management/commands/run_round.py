@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.models import EvalSet
 from valuation import selectors, services
-from valuation.models import Composition, Estimator, Utility, ValuationRound
+from valuation.models import Composition, Estimator, PayoutPolicy, Utility, ValuationRound
 
 
 class Command(BaseCommand):
@@ -21,6 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--utility", default=Utility.PREFERENCE_ACCURACY, choices=Utility.values)
         parser.add_argument("--composition", default=Composition.SUM, choices=Composition.values)
         parser.add_argument("--estimator", default=Estimator.AUTO, choices=Estimator.values)
+        parser.add_argument("--payout-policy", default=PayoutPolicy.CLIP, choices=PayoutPolicy.values,
+                            help="what the pool is split by: the Shapley value (clip) or the split-proof margin share")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--budget", type=int, default=None,
                             help="utility evaluations for the Shapley estimator (default 2^20: exact up to 20 owners)")
@@ -81,7 +83,7 @@ class Command(BaseCommand):
             seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"],
             objectives=opts["objective"], payout_objective=opts["payout_objective"], prompts=opts["prompts"],
             decoding=_decoding_options(opts), data_quality=opts["data_quality"], training=opts["training"],
-            owners=opts["owner"] or None)
+            owners=opts["owner"] or None, payout_policy=opts["payout_policy"])
 
 
 def _decoding_options(opts) -> dict | None:
