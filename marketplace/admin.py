@@ -1,12 +1,45 @@
 from django.contrib import admin
 
-from .models import Contribution, DataOwner, EvalPair, EvalSet, PreferencePair
+from . import selectors
+from .models import Contribution, DataOwner, EvalPair, EvalSet, PreferencePair, RefusalTally
+
+
+class RefusalTallyInline(admin.TabularInline):
+    model = RefusalTally
+    fields = ["day", *selectors.REFUSAL_COUNTS]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
 
 
 @admin.register(DataOwner)
 class DataOwnerAdmin(admin.ModelAdmin):
-    list_display = ["user", "display_name", "created_at"]
+    list_display = ["user", "display_name", "created_at", "copies_refused", "possible_probing"]
     search_fields = ["user__username", "display_name"]
+    inlines = [RefusalTallyInline]
+
+    def get_queryset(self, request):
+        return selectors.owners_with_refusals(super().get_queryset(request))
+
+    @admin.display(description="copies refused (exact / near / eval, probing window)")
+    def copies_refused(self, owner) -> str:
+        return f"{owner.window_exact or 0} / {owner.window_near or 0} / {owner.window_eval or 0}"
+
+    @admin.display(description="possible probing", boolean=True)
+    def possible_probing(self, owner) -> bool:
+        return selectors.looks_like_probing(
+            held_rows=(owner.window_exact or 0) + (owner.window_near or 0) + (owner.window_eval or 0),
+            uploads_refused=owner.window_refused or 0,
+            uploads=(owner.window_refused or 0) + (owner.window_accepted or 0))
+
+
+@admin.register(RefusalTally)
+class RefusalTallyAdmin(admin.ModelAdmin):
+    list_display = ["owner", "day", *selectors.REFUSAL_COUNTS]
+    list_filter = ["day"]
+    search_fields = ["owner__user__username"]
+    readonly_fields = ["owner", "day", *selectors.REFUSAL_COUNTS]
 
 
 class PreferencePairInline(admin.TabularInline):
