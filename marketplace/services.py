@@ -214,3 +214,13 @@ def eval_set_create(*, name: str, file, filename: str, content_type: str | None 
         near_index.index_rows(NearDupKey, ((pair.pk, fp.keys) for pair, fp in zip(pairs, prints)),
                               field="eval_pair_id")
     return eval_set
+
+
+def near_index_update(*, rebuild: bool = False) -> int:
+    """Index every held pair the near-duplicate index lacks (all of them with `rebuild`, after the band
+    settings changed); returns how many pairs were indexed."""
+    with transaction.atomic():
+        if rebuild:
+            NearDupKey.objects.all().delete()
+        return near_index.backfill(pair_model=PreferencePair, eval_model=EvalPair, key_model=NearDupKey,
+                                   config=NearDupConfig.from_settings())
