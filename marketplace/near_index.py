@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .neardup import NearDupConfig, PairShingles, band_keys, minhashes, same_eval_prompt, same_pair, shingles
-from .neardup import canonical, field_text
+from django.db import connection
+
+from .neardup import NearDupConfig, PairShingles, band_keys, field_shingles, minhashes, same_eval_prompt, same_pair
 
 KEY_QUERY_CHUNK = 900  # below SQLite's variable limit on every version we support
 INSERT_BATCH = 5000
@@ -60,8 +61,8 @@ def held_matches(prints: list[Fingerprint], config: NearDupConfig, *, skip=froze
                   for i, fp in enumerate(prints) if i not in skip}
     pair_ids = {p for found in candidates.values() for p, _ in found if p is not None}
     eval_ids = {e for found in candidates.values() for _, e in found if e is not None}
-    held = _load(PreferencePair, pair_ids, lambda p: PairShingles.of(p.prompt, p.chosen, p.pair_format))
-    evals = _load(EvalPair, eval_ids, lambda p: shingles(canonical(field_text(p.prompt, p.pair_format))))
+    held = _load(PreferencePair, pair_ids, lambda prompt, chosen, fmt: PairShingles.of(prompt, chosen, fmt))
+    evals = _load(EvalPair, eval_ids, lambda prompt, chosen, fmt: field_shingles(prompt, fmt))
     matches = {}
     for i, found in candidates.items():
         mine = prints[i].shingles
@@ -75,16 +76,23 @@ def held_matches(prints: list[Fingerprint], config: NearDupConfig, *, skip=froze
 def _load(model, ids: set[int], shingle) -> dict:
     out, ids = {}, sorted(ids)
     for start in range(0, len(ids), KEY_QUERY_CHUNK):
-        chunk = model.objects.filter(pk__in=ids[start:start + KEY_QUERY_CHUNK]).only("prompt", "chosen",
-                                                                                    "pair_format")
-        out.update((p.pk, shingle(p)) for p in chunk)
+        rows = model.objects.filter(pk__in=ids[start:start + KEY_QUERY_CHUNK]) \
+            .values_list("pk", "prompt", "chosen", "pair_format")
+        out.update((pk, shingle(prompt, chosen, fmt)) for pk, prompt, chosen, fmt in rows)
     return out
 
 
 def index_rows(key_model, ids_and_keys, *, field: str) -> None:
-    """Store the band keys of stored pairs: `field` is "pair_id" or "eval_pair_id"."""
-    key_model.objects.bulk_create(
-        (key_model(key=key, **{field: pk}) for pk, keys in ids_and_keys for key in keys), batch_size=INSERT_BATCH)
+    """Store the band keys of stored pairs: `field` is "pair_id" or "eval_pair_id". Plain INSERTs: the
+    index has b rows per pair, and building a model instance per row would cost more than the check."""
+    other = "eval_pair_id" if field == "pair_id" else "pair_id"
+    quote = connection.ops.quote_name
+    sql = (f"INSERT INTO {quote(key_model._meta.db_table)} ({quote('key')}, {quote(field)}, {quote(other)}) "
+           "VALUES (%s, %s, NULL)")
+    rows = [(key, pk) for pk, keys in ids_and_keys for key in keys]
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), INSERT_BATCH):
+            cursor.executemany(sql, rows[start:start + INSERT_BATCH])
 
 
 def backfill(*, pair_model, eval_model, key_model, config: NearDupConfig, batch: int = 2000) -> int:

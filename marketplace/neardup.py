@@ -24,6 +24,7 @@ import hashlib
 import html
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,19 +35,23 @@ from .normalise import normalise_text
 
 _LABEL_HEAD = re.compile(r"^(?:question|q|user|human|prompt|instruction|input|query)\s*:\s*")
 _LABEL_TAIL = re.compile(r"\s*(?:answer|a|assistant|response|output)\s*:$")
+_EDGE_HEAD = re.compile(r"^[\W_]+")  # markdown or quotes before a label ("**Q:**")
+_EDGE_TAIL = re.compile(r"[^\w:]+$")  # punctuation after one ("Answer: ...")
 _WORD = re.compile(r"[^\W_]+")  # letters and digits: punctuation, markdown and underscores separate words
 CHAR_SHINGLE = 5  # long enough that two unrelated sentences share few, short enough that a typo costs few
 
 
 @dataclass(frozen=True)
 class NearDupConfig:
-    # Jaccard similarity of canonical prompts above which two pairs ask the same thing. The demo's
-    # distinct prompts that differ in one word ("old bike" / "red bike") sit near 0.82.
+    # Jaccard similarity of canonical prompts at or above which two pairs ask the same thing. The demo's
+    # distinct prompts one word apart ("old bike" / "red bike") reach 0.84; a typo in a long prompt
+    # stays above 0.85.
     prompt_threshold: float
-    # ... and of chosen answers above which they also teach the same thing (rejected is not compared:
-    # a copy with a new rejected answer is still a copy).
+    # ... and of chosen answers at or above which they also teach the same thing (rejected is not
+    # compared: a copy with a new rejected answer is still a copy). The demo's distinct pairs whose
+    # prompts pass 0.85 have chosen answers below 0.6.
     response_threshold: float
-    # Jaccard similarity to an eval prompt above which a pair is contamination, whatever its answers.
+    # Jaccard similarity to an eval prompt at or above which a pair is contamination, whatever its answers.
     eval_prompt_threshold: float
     # MinHash permutations and the LSH threshold that picks the bands: candidates are found at a lower
     # similarity than any rule refuses, so a near-duplicate at a rule's threshold is missed with
@@ -71,32 +76,48 @@ def field_text(value: str, pair_format: str) -> str:
 
 def canonical(text: str) -> str:
     text = normalise_text(html.unescape(html.unescape(text)))  # "&amp;#63;" is "?" twice over
+    text = _EDGE_TAIL.sub("", _EDGE_HEAD.sub("", text))
     text = _LABEL_TAIL.sub("", _LABEL_HEAD.sub("", text))
     return " ".join(_WORD.findall(text))
 
 
 def shingles(canonical_text: str) -> frozenset[str]:
     text, words = canonical_text, canonical_text.split()
-    chars = {text[i:i + CHAR_SHINGLE] for i in range(max(1, len(text) - CHAR_SHINGLE + 1))}
+    out = {text[i:i + CHAR_SHINGLE] for i in range(max(1, len(text) - CHAR_SHINGLE + 1))}
     # "\x1f" cannot occur in canonical text: a word bigram never equals a character shingle
-    return frozenset(chars | {f"{words[i]}\x1f{words[i + 1]}" for i in range(len(words) - 1)})
+    out.update([a + "\x1f" + b for a, b in zip(words, words[1:])])
+    return frozenset(out)
+
+
+def field_shingles(value: str, pair_format: str) -> frozenset[str]:
+    return shingles(canonical(field_text(value, pair_format)))
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     if not a and not b:
         return 1.0
-    return len(a & b) / len(a | b)
+    shared = len(a & b)
+    return shared / (len(a) + len(b) - shared)
 
 
-@dataclass(frozen=True)
 class PairShingles:
-    prompt: frozenset[str]
-    chosen: frozenset[str]
+    """A pair's prompt shingles, and its chosen answer's computed only when a prompt matches (most
+    comparisons stop at the prompt)."""
+
+    __slots__ = ("prompt", "_chosen", "_format")
+
+    def __init__(self, prompt: frozenset[str], chosen: str, pair_format: str):
+        self.prompt, self._chosen, self._format = prompt, chosen, pair_format
 
     @classmethod
     def of(cls, prompt: str, chosen: str, pair_format: str) -> PairShingles:
-        return cls(shingles(canonical(field_text(prompt, pair_format))),
-                   shingles(canonical(field_text(chosen, pair_format))))
+        return cls(field_shingles(prompt, pair_format), chosen, pair_format)
+
+    @property
+    def chosen(self) -> frozenset[str]:
+        if isinstance(self._chosen, str):
+            self._chosen = field_shingles(self._chosen, self._format)
+        return self._chosen
 
 
 def same_pair(a: PairShingles, b: PairShingles, config: NearDupConfig) -> bool:
@@ -119,10 +140,12 @@ def bands(num_perm: int, lsh_threshold: float) -> tuple[int, int]:
 
 
 def minhashes(shingle_sets: list[frozenset[str]], config: NearDupConfig) -> list:
+    """datasketch MinHashes; CRC-32 hashes the shingles (a third of SHA-1's cost, and datasketch mixes
+    it before permuting). Part of the index's format, like num_perm: changing it needs a rebuild."""
     from datasketch import MinHash
 
     return MinHash.bulk([[s.encode("utf-8") for s in shingle_set] for shingle_set in shingle_sets],
-                        num_perm=config.num_perm)
+                        num_perm=config.num_perm, hashfunc=zlib.crc32)
 
 
 def band_keys(minhash, config: NearDupConfig) -> list[int]:

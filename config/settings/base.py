@@ -167,9 +167,9 @@ UPLOAD_MAX_REPORTED_ERRORS = 100
 # ones are spooled to a temporary file — and neither is read past UPLOAD_MAX_BYTES (config/upload_limits.py).
 # Near-duplicate refusal (marketplace/neardup.py): Jaccard similarity of canonical shingles at or above
 # which a pair copies a held one (prompt and chosen answer both) or contaminates an eval prompt.
-NEAR_DUP_PROMPT_THRESHOLD = env.float("NEAR_DUP_PROMPT_THRESHOLD", default=0.9)
+NEAR_DUP_PROMPT_THRESHOLD = env.float("NEAR_DUP_PROMPT_THRESHOLD", default=0.85)
 NEAR_DUP_RESPONSE_THRESHOLD = env.float("NEAR_DUP_RESPONSE_THRESHOLD", default=0.8)
-NEAR_DUP_EVAL_PROMPT_THRESHOLD = env.float("NEAR_DUP_EVAL_PROMPT_THRESHOLD", default=0.9)
+NEAR_DUP_EVAL_PROMPT_THRESHOLD = env.float("NEAR_DUP_EVAL_PROMPT_THRESHOLD", default=0.88)
 # The persisted index's bands follow these two: change them only with `manage.py index_near_duplicates --rebuild`.
 NEAR_DUP_NUM_PERM = 64
 NEAR_DUP_LSH_THRESHOLD = 0.6
