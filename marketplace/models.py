@@ -152,3 +152,17 @@ class RefusalTally(models.Model):
     @property
     def rows_held(self) -> int:
         return self.rows_exact_copy + self.rows_near_copy + self.rows_eval
+
+
+class NearDupSignature(models.Model):
+    """The MinHash of a held prompt (neardup.py), next to its band keys: candidates the bands find are
+    first compared on these (cheap) before the few that may match are compared on their text."""
+
+    pair = models.OneToOneField(PreferencePair, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    eval_pair = models.OneToOneField(EvalPair, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    prompt = models.BinaryField()  # num_perm little-endian uint32
+
+    class Meta:
+        constraints = [models.CheckConstraint(
+            condition=models.Q(pair__isnull=True) ^ models.Q(eval_pair__isnull=True),
+            name="neardupsignature_one_source")]

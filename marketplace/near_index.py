@@ -1,15 +1,19 @@
-"""The persisted near-duplicate index (models.NearDupKey) and the screening of an upload against it.
+"""The persisted near-duplicate index (models.NearDupKey, NearDupSignature) and the screening of an
+upload against it.
 
-The index holds the LSH band keys of every held prompt (owners' pairs and eval pairs); it is written
-with the pairs it indexes and loses their rows with them, so it is never rebuilt for an upload. An
-upload's pairs are fingerprinted once (neardup.py); their keys find candidate held pairs in the
-indexed table, and each candidate is confirmed on its text by the rules of neardup.py.
+The index holds the LSH band keys and the MinHash of every held prompt (owners' pairs and eval pairs);
+it is written with the pairs it indexes and loses their rows with them, so it is never rebuilt for an
+upload. An upload's pairs are fingerprinted once (neardup.py); their keys find candidate held pairs in
+the indexed table; a candidate whose MinHash agreement is far below every threshold is dropped (most
+are: prompts written from one template share bands by chance), and the rest are confirmed on their
+text by the rules of neardup.py.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
 from django.db import connection
 
 from .neardup import NearDupConfig, PairShingles, band_keys, field_shingles, minhashes, same_eval_prompt, same_pair
@@ -18,17 +22,26 @@ KEY_QUERY_CHUNK = 900  # below SQLite's variable limit on every version we suppo
 INSERT_BATCH = 5000
 
 
+# A candidate is compared on its text only when its MinHash agrees on at least this share of values:
+# far enough below the lowest threshold (0.85) that a true match is never dropped (the estimate's
+# standard deviation there is 0.03 at 128 permutations), high enough to drop chance band collisions.
+PREFILTER_MARGIN = 0.2
+SIGNATURE_DTYPE = np.dtype("<u4")
+
+
 @dataclass(frozen=True)
 class Fingerprint:
     shingles: PairShingles
     keys: tuple[int, ...]
+    signature: np.ndarray
 
 
 def fingerprint(pairs, config: NearDupConfig) -> list[Fingerprint]:
     """`pairs`: anything with prompt, chosen and pair_format (a ParsedPair, a stored pair)."""
     prints = [PairShingles.of(p.prompt, p.chosen, p.pair_format) for p in pairs]
     hashes = minhashes([s.prompt for s in prints], config) if prints else []
-    return [Fingerprint(s, tuple(band_keys(h, config))) for s, h in zip(prints, hashes)]
+    return [Fingerprint(s, tuple(band_keys(h, config)), np.asarray(h.hashvalues, dtype=SIGNATURE_DTYPE))
+            for s, h in zip(prints, hashes)]
 
 
 def within_file(prints: list[Fingerprint], config: NearDupConfig) -> dict[int, int]:
@@ -49,7 +62,7 @@ def within_file(prints: list[Fingerprint], config: NearDupConfig) -> dict[int, i
 def held_matches(prints: list[Fingerprint], config: NearDupConfig, *, skip=frozenset()) -> dict[int, str]:
     """{index: "eval" | "near"} for the pairs (not in `skip`) that nearly copy held data; an eval match
     wins, as it is the graver."""
-    from .models import EvalPair, NearDupKey, PreferencePair
+    from .models import EvalPair, NearDupKey, NearDupSignature, PreferencePair
 
     wanted = sorted({key for i, fp in enumerate(prints) if i not in skip for key in fp.keys})
     sources: dict[int, list[tuple[int | None, int | None]]] = defaultdict(list)
@@ -59,6 +72,7 @@ def held_matches(prints: list[Fingerprint], config: NearDupConfig, *, skip=froze
             sources[key].append((pair_id, eval_id))
     candidates = {i: {src for key in fp.keys for src in sources.get(key, ())}
                   for i, fp in enumerate(prints) if i not in skip}
+    candidates = _prefilter(prints, candidates, NearDupSignature, config)
     pair_ids = {p for found in candidates.values() for p, _ in found if p is not None}
     eval_ids = {e for found in candidates.values() for _, e in found if e is not None}
     held = _load(PreferencePair, pair_ids, lambda prompt, chosen, fmt: PairShingles.of(prompt, chosen, fmt))
@@ -73,6 +87,24 @@ def held_matches(prints: list[Fingerprint], config: NearDupConfig, *, skip=froze
     return matches
 
 
+def _prefilter(prints, candidates: dict[int, set], signature_model, config: NearDupConfig) -> dict[int, list]:
+    """Keep the candidates whose stored MinHash agrees with the pair's on enough values."""
+    floor = min(config.prompt_threshold, config.eval_prompt_threshold) - PREFILTER_MARGIN
+    signatures = {}
+    for field, slot in (("pair_id", 0), ("eval_pair_id", 1)):
+        ids = sorted({src[slot] for found in candidates.values() for src in found if src[slot] is not None})
+        for start in range(0, len(ids), KEY_QUERY_CHUNK):
+            rows = signature_model.objects.filter(**{f"{field}__in": ids[start:start + KEY_QUERY_CHUNK]})
+            for pair_id, eval_id, blob in rows.values_list("pair_id", "eval_pair_id", "prompt"):
+                signatures[(pair_id, eval_id)] = np.frombuffer(bytes(blob), dtype=SIGNATURE_DTYPE)
+    kept = {}
+    for i, found in candidates.items():
+        mine = prints[i].signature
+        kept[i] = [src for src in found if src not in signatures  # no signature: compare on the text
+                   or np.count_nonzero(signatures[src] == mine) >= floor * len(mine)]
+    return kept
+
+
 def _load(model, ids: set[int], shingle) -> dict:
     out, ids = {}, sorted(ids)
     for start in range(0, len(ids), KEY_QUERY_CHUNK):
@@ -82,32 +114,39 @@ def _load(model, ids: set[int], shingle) -> dict:
     return out
 
 
-def index_rows(key_model, ids_and_keys, *, field: str) -> None:
-    """Store the band keys of stored pairs: `field` is "pair_id" or "eval_pair_id". Plain INSERTs: the
-    index has b rows per pair, and building a model instance per row would cost more than the check."""
+def index_rows(key_model, signature_model, prints_of, *, field: str) -> None:
+    """Store the band keys and MinHash of stored pairs, given as (pk, Fingerprint); `field` is "pair_id"
+    or "eval_pair_id"; models are arguments so a migration can pass its historical ones. Plain INSERTs:
+    the index has b rows per pair, and a model instance per row would cost more than the check."""
+    prints_of = list(prints_of)
+    _insert(key_model, field, "key", [(key, pk) for pk, fp in prints_of for key in fp.keys])
+    _insert(signature_model, field, "prompt", [(fp.signature.tobytes(), pk) for pk, fp in prints_of])
+
+
+def _insert(model, field: str, column: str, rows: list[tuple]) -> None:
     other = "eval_pair_id" if field == "pair_id" else "pair_id"
     quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(key_model._meta.db_table)} ({quote('key')}, {quote(field)}, {quote(other)}) "
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({quote(column)}, {quote(field)}, {quote(other)}) "
            "VALUES (%s, %s, NULL)")
-    rows = [(key, pk) for pk, keys in ids_and_keys for key in keys]
     with connection.cursor() as cursor:
         for start in range(0, len(rows), INSERT_BATCH):
             cursor.executemany(sql, rows[start:start + INSERT_BATCH])
 
 
-def backfill(*, pair_model, eval_model, key_model, config: NearDupConfig, batch: int = 2000) -> int:
+def backfill(*, pair_model, eval_model, key_model, signature_model, config: NearDupConfig,
+             batch: int = 2000) -> int:
     """Index every held pair not indexed yet (idempotent); models are arguments so a migration can pass
     its historical ones. Returns the number of pairs indexed."""
     done = 0
     for model, field in ((pair_model, "pair_id"), (eval_model, "eval_pair_id")):
-        indexed = key_model.objects.filter(**{f"{field}__isnull": False}).values(field)
+        indexed = signature_model.objects.filter(**{f"{field}__isnull": False}).values(field)
         todo = model.objects.exclude(pk__in=indexed).order_by("pk").only("prompt", "chosen", "pair_format")
         last = 0
         while True:
             chunk = list(todo.filter(pk__gt=last)[:batch])
             if not chunk:
                 break
-            index_rows(key_model, ((p.pk, fp.keys) for p, fp in zip(chunk, fingerprint(chunk, config))),
+            index_rows(key_model, signature_model, zip((p.pk for p in chunk), fingerprint(chunk, config)),
                        field=field)
             done, last = done + len(chunk), chunk[-1].pk
     return done

@@ -18,7 +18,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import near_index
-from .models import Contribution, DataOwner, EvalPair, EvalSet, NearDupKey, PreferencePair, RefusalTally
+from .models import (Contribution, DataOwner, EvalPair, EvalSet, NearDupKey, NearDupSignature, PreferencePair,
+                     RefusalTally)
 from .neardup import NearDupConfig
 from .parsing import ParseResult, RowError, UploadLimits, UploadRefused, parse_upload
 
@@ -145,7 +146,7 @@ def _store_contribution(owner: DataOwner, filename: str, result: ParseResult,
          for p in result.pairs],
         batch_size=2000,
     )
-    near_index.index_rows(NearDupKey, ((pair.pk, fp.keys) for pair, fp in zip(pairs, prints)), field="pair_id")
+    near_index.index_rows(NearDupKey, NearDupSignature, zip((pair.pk for pair in pairs), prints), field="pair_id")
     return contribution
 
 
@@ -211,7 +212,7 @@ def eval_set_create(*, name: str, file, filename: str, content_type: str | None 
                       rejected=p.rejected, content_hash=p.content_hash, row_number=p.row) for p in result.pairs],
             batch_size=2000,
         )
-        near_index.index_rows(NearDupKey, ((pair.pk, fp.keys) for pair, fp in zip(pairs, prints)),
+        near_index.index_rows(NearDupKey, NearDupSignature, zip((pair.pk for pair in pairs), prints),
                               field="eval_pair_id")
     return eval_set
 
@@ -222,5 +223,6 @@ def near_index_update(*, rebuild: bool = False) -> int:
     with transaction.atomic():
         if rebuild:
             NearDupKey.objects.all().delete()
+            NearDupSignature.objects.all().delete()
         return near_index.backfill(pair_model=PreferencePair, eval_model=EvalPair, key_model=NearDupKey,
-                                   config=NearDupConfig.from_settings())
+                                   signature_model=NearDupSignature, config=NearDupConfig.from_settings())

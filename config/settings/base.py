@@ -171,8 +171,8 @@ NEAR_DUP_PROMPT_THRESHOLD = env.float("NEAR_DUP_PROMPT_THRESHOLD", default=0.85)
 NEAR_DUP_RESPONSE_THRESHOLD = env.float("NEAR_DUP_RESPONSE_THRESHOLD", default=0.8)
 NEAR_DUP_EVAL_PROMPT_THRESHOLD = env.float("NEAR_DUP_EVAL_PROMPT_THRESHOLD", default=0.88)
 # The persisted index's bands follow these two: change them only with `manage.py index_near_duplicates --rebuild`.
-NEAR_DUP_NUM_PERM = 64
-NEAR_DUP_LSH_THRESHOLD = 0.6
+NEAR_DUP_NUM_PERM = 128
+NEAR_DUP_LSH_THRESHOLD = 0.7
 # Per owner, web and API (marketplace/upload_rate.py): uploads per window, and rows submitted per day.
 UPLOAD_RATE = env("UPLOAD_RATE", default="20/h")
 UPLOAD_ROWS_PER_DAY = env.int("UPLOAD_ROWS_PER_DAY", default=300_000)

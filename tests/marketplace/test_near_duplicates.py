@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from marketplace.models import Contribution, NearDupKey, PreferencePair
+from marketplace.models import Contribution, NearDupKey, NearDupSignature, PreferencePair
 from marketplace.neardup import NearDupConfig, bands
 from marketplace.services import REPLICATION_MESSAGE, contribution_create, contribution_delete, eval_set_create
 from tests.conftest import csv_bytes, jsonl_bytes, parquet_bytes, upload
@@ -154,7 +154,7 @@ def test_the_index_follows_accepts_eval_imports_and_deletions(owner_a, api_b, st
     variant = jsonl_bytes([EDITS["markdown-answer"](HELD[0])])
     assert _post(api_b, "v.jsonl", variant).status_code == 400
     contribution_delete(contribution=contribution)  # withdrawn: its pairs no longer block anyone
-    assert not NearDupKey.objects.exists()
+    assert not NearDupKey.objects.exists() and not NearDupSignature.objects.exists()
     assert _post(api_b, "v.jsonl", variant).status_code == 201
     eval_set = eval_set_create(name="later", file=io.BytesIO(jsonl_bytes(HELD[1:])), filename="e.jsonl",
                                created_by=staff_user)
@@ -167,6 +167,7 @@ def test_the_backfill_indexes_pairs_held_before_the_index(owner_a, api_b):
 
     _store(owner_a, HELD)
     NearDupKey.objects.all().delete()  # as after migrating a database of older uploads
+    NearDupSignature.objects.all().delete()
     assert _post(api_b, "v.jsonl", jsonl_bytes([EDITS["new-rejected"](HELD[0])])).status_code == 201
     out = io.StringIO()
     call_command("index_near_duplicates", stdout=out)
