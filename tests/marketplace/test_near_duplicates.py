@@ -204,3 +204,23 @@ def test_html_unescape_and_labels_are_only_for_comparing(owner_a):
     _store(owner_a, [record])
     assert PreferencePair.objects.get().prompt == record["prompt"]
     assert "&#63;" in PreferencePair.objects.get().prompt
+
+
+@pytest.mark.parametrize("variant", [
+    "**Q:** How do I keep basil green&#63;",
+    "Question: how do I keep basil green?\nAnswer:",
+    "User: How do I keep basil green ?!  \n",
+    "How do I keep basil green... Answer: ...",
+    "> _How do I keep basil green_ &amp;#63;",
+])
+def test_the_canonical_form_ignores_labels_markup_entities_and_punctuation(variant):
+    from marketplace.neardup import canonical
+
+    assert canonical(variant) == "how do i keep basil green"
+
+
+def test_the_canonical_form_keeps_words_apart():
+    from marketplace.neardup import canonical
+
+    assert canonical("How do I keep basil green?") != canonical("How do I keep parsley green?")
+    assert canonical("Q: A: what?") == "a what"  # only one label is dropped at each end
