@@ -10,11 +10,13 @@ text by the rules of neardup.py.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 from django.db import connection
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 
 from .neardup import NearDupConfig, PairShingles, band_keys, field_shingles, minhashes, same_eval_prompt, same_pair
 
@@ -27,6 +29,12 @@ INSERT_BATCH = 5000
 # standard deviation there is 0.03 at 128 permutations), high enough to drop chance band collisions.
 PREFILTER_MARGIN = 0.2
 SIGNATURE_DTYPE = np.dtype("<u4")
+# The work per pair is bounded whatever the data: a band's bucket yields at most BUCKET_CAP pairs, and
+# at most MAX_CANDIDATES candidates per pair are compared — those sharing the most bands with it (a
+# copy shares all 14, a pair at 0.85 similarity about 3, two prompts of one template rarely one).
+# Unbounded, a file of thousands of pairs written from one template would make the check quadratic.
+BUCKET_CAP = 32
+MAX_CANDIDATES = 16
 
 
 @dataclass(frozen=True)
@@ -49,14 +57,26 @@ def within_file(prints: list[Fingerprint], config: NearDupConfig) -> dict[int, i
     seen: dict[int, list[int]] = defaultdict(list)
     copies = {}
     for i, fp in enumerate(prints):
-        candidates = {j for key in fp.keys for j in seen.get(key, ())}
-        match = next((j for j in sorted(candidates) if same_pair(fp.shingles, prints[j].shingles, config)), None)
+        nearest = _nearest(j for key in fp.keys for j in seen.get(key, ()))
+        close = [j for j in nearest if _agrees(prints[j].signature, fp.signature, config)]
+        match = next((j for j in sorted(close) if same_pair(fp.shingles, prints[j].shingles, config)), None)
         if match is not None:
             copies[i] = match
             continue  # a copy is not indexed: a third row is compared with the original
         for key in fp.keys:
-            seen[key].append(i)
+            if len(seen[key]) < BUCKET_CAP:
+                seen[key].append(i)
     return copies
+
+
+def _nearest(found) -> list:
+    """The MAX_CANDIDATES candidates found in the most of a pair's bands."""
+    return [src for src, _ in Counter(found).most_common(MAX_CANDIDATES)]
+
+
+def _agrees(signature: np.ndarray, mine: np.ndarray, config: NearDupConfig) -> bool:
+    floor = min(config.prompt_threshold, config.eval_prompt_threshold) - PREFILTER_MARGIN
+    return np.count_nonzero(signature == mine) >= floor * len(mine)
 
 
 def held_matches(prints: list[Fingerprint], config: NearDupConfig, *, skip=frozenset()) -> dict[int, str]:
@@ -67,10 +87,12 @@ def held_matches(prints: list[Fingerprint], config: NearDupConfig, *, skip=froze
     wanted = sorted({key for i, fp in enumerate(prints) if i not in skip for key in fp.keys})
     sources: dict[int, list[tuple[int | None, int | None]]] = defaultdict(list)
     for start in range(0, len(wanted), KEY_QUERY_CHUNK):
-        rows = NearDupKey.objects.filter(key__in=wanted[start:start + KEY_QUERY_CHUNK])
+        rows = NearDupKey.objects.filter(key__in=wanted[start:start + KEY_QUERY_CHUNK]) \
+            .annotate(rank=Window(RowNumber(), partition_by=[F("key")], order_by=F("id").asc())) \
+            .filter(rank__lte=BUCKET_CAP)
         for key, pair_id, eval_id in rows.values_list("key", "pair_id", "eval_pair_id"):
             sources[key].append((pair_id, eval_id))
-    candidates = {i: {src for key in fp.keys for src in sources.get(key, ())}
+    candidates = {i: _nearest(src for key in fp.keys for src in sources.get(key, ()))
                   for i, fp in enumerate(prints) if i not in skip}
     candidates = _prefilter(prints, candidates, NearDupSignature, config)
     pair_ids = {p for found in candidates.values() for p, _ in found if p is not None}
@@ -87,9 +109,8 @@ def held_matches(prints: list[Fingerprint], config: NearDupConfig, *, skip=froze
     return matches
 
 
-def _prefilter(prints, candidates: dict[int, set], signature_model, config: NearDupConfig) -> dict[int, list]:
+def _prefilter(prints, candidates: dict[int, list], signature_model, config: NearDupConfig) -> dict[int, list]:
     """Keep the candidates whose stored MinHash agrees with the pair's on enough values."""
-    floor = min(config.prompt_threshold, config.eval_prompt_threshold) - PREFILTER_MARGIN
     signatures = {}
     for field, slot in (("pair_id", 0), ("eval_pair_id", 1)):
         ids = sorted({src[slot] for found in candidates.values() for src in found if src[slot] is not None})
@@ -101,7 +122,7 @@ def _prefilter(prints, candidates: dict[int, set], signature_model, config: Near
     for i, found in candidates.items():
         mine = prints[i].signature
         kept[i] = [src for src in found if src not in signatures  # no signature: compare on the text
-                   or np.count_nonzero(signatures[src] == mine) >= floor * len(mine)]
+                   or _agrees(signatures[src], mine, config)]
     return kept
 
 

@@ -224,3 +224,20 @@ def test_the_canonical_form_keeps_words_apart():
 
     assert canonical("How do I keep basil green?") != canonical("How do I keep parsley green?")
     assert canonical("Q: A: what?") == "a what"  # only one label is dropped at each end
+
+
+def test_the_work_per_pair_is_bounded_on_a_file_of_one_template(owner_a, owner_b, monkeypatch):
+    """Thousands of prompts one word apart share bands with each other: without the caps, the check of
+    such a file (and of the next file like it) grows with the square of its rows."""
+    from marketplace import near_index
+    from tests.conftest import make_pairs
+
+    compared = []
+    real = near_index._agrees
+    monkeypatch.setattr(near_index, "_agrees", lambda *args: compared.append(1) or real(*args))
+    n, per_pair = 3000, 16  # near_index.MAX_CANDIDATES
+    assert _store(owner_a, make_pairs(n, tag="t")).n_pairs == n
+    assert len(compared) <= n * per_pair
+    compared.clear()
+    assert _store(owner_b, make_pairs(n, tag="u")).n_pairs == n
+    assert len(compared) <= 2 * n * per_pair  # against its own rows, and against owner A's
