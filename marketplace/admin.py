@@ -41,6 +41,12 @@ class RefusalTallyAdmin(admin.ModelAdmin):
     search_fields = ["owner__user__username"]
     readonly_fields = ["owner", "day", *selectors.REFUSAL_COUNTS]
 
+    def has_add_permission(self, request) -> bool:  # written by uploads only: a record, not a form
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
 
 class PreferencePairInline(admin.TabularInline):
     model = PreferencePair
