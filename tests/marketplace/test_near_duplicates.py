@@ -5,6 +5,7 @@ own and eval data, with one message that says nothing of whose; distinct pairs o
 accepted; the persisted index follows accepts, eval imports and deletions.
 """
 import io
+from html import escape as html_escape
 
 import pytest
 
@@ -241,3 +242,22 @@ def test_the_work_per_pair_is_bounded_on_a_file_of_one_template(owner_a, owner_b
     compared.clear()
     assert _store(owner_b, make_pairs(n, tag="u")).n_pairs == n
     assert len(compared) <= 2 * n * per_pair  # against its own rows, and against owner A's
+
+
+def test_the_web_page_shows_the_same_refusal_for_own_other_and_eval(owner_a, owner_b, staff_user):
+    from django.test import Client
+
+    _store(owner_a, HELD[:1])
+    _store(owner_b, HELD[1:2], name="mine.jsonl")
+    eval_set_create(name="held-out", file=io.BytesIO(jsonl_bytes(HELD[2:])), filename="e.jsonl",
+                    created_by=staff_user)
+    client = Client()
+    client.force_login(owner_b.user)
+    probe = jsonl_bytes([EDITS["question-to-q"](r) for r in HELD])
+    page = client.post("/contributions/", {"file": upload("probe.jsonl", probe)}).content.decode()
+    assert page.count(html_escape(REPLICATION_MESSAGE)) == 4  # the three rows, and the upload list's first reason
+    refused = Contribution.objects.get(owner=owner_b, status="refused")
+    detail = client.get(f"/contributions/{refused.pk}/").content.decode()
+    assert detail.count(html_escape(REPLICATION_MESSAGE)) == 3
+    for text in (page, detail):
+        assert "owner_a" not in text and "held-out" not in text and "evaluation" not in text.lower()
