@@ -391,8 +391,9 @@ def run(n_held: int, per_class: int, n_distinct: int, n_eval: int, seed: int) ->
         refused, seconds, _ = _upload(owner_create(username=f"prober{len(rows)}"), variants, fmt)
         rows.append({"class": name, "issue": name in ISSUE_CLASSES, "n": per_class, "refused": refused,
                      "recall": refused / per_class, "seconds": round(seconds, 2)})
-    fresh = _new_rejected
-    variants = [{**fresh(dict(r), rng), "chosen": rng.choice(held)["chosen"]} for r in rng.sample(evals, min(per_class, n_eval))]
+    # an eval prompt with answers taken from elsewhere: contamination whatever the answers
+    variants = [{**_new_rejected(dict(r), rng), "chosen": rng.choice(held)["chosen"]}
+                for r in rng.sample(evals, min(per_class, n_eval))]
     refused, seconds, _ = _upload(owner_create(username="eval-prober"), variants, "jsonl")
     rows.append({"class": EVAL_CLASS, "issue": True, "n": len(variants), "refused": refused,
                  "recall": refused / len(variants), "seconds": round(seconds, 2)})

@@ -75,7 +75,8 @@ def _existing_hashes(hashes: list[str], model) -> dict[str, int]:
     return found
 
 
-def _check_replication(result: ParseResult, limits: UploadLimits, config: NearDupConfig) -> tuple[list[near_index.Fingerprint], dict[str, int]]:
+def _check_replication(result: ParseResult, limits: UploadLimits,
+                       config: NearDupConfig) -> tuple[list[near_index.Fingerprint], dict[str, int]]:
     """Refuse rows that copy held data (exact hash, then near-duplicate) or an earlier row of the file.
     Returns the pairs' fingerprints (to index them if the file is accepted) and counts by kind."""
     hashes = [p.content_hash for p in result.pairs]
