@@ -48,10 +48,21 @@ def setup_django(workdir: Path) -> None:
     call_command("migrate", verbosity=0)
 
 
+# Rows that differ only in a number are near-copies of each other, which an upload refuses
+# (marketplace/neardup.py): each row also names three words, its number written in base len(WORDS).
+WORDS = ("amber basin cedar delta ember fjord garnet harbor indigo juniper kestrel lagoon meadow nickel orchid "
+         "pepper quartz raven saffron tundra umber violet willow yarrow zephyr anchor bramble copper dune "
+         "falcon glacier hazel iris jasper kelp lantern marble nutmeg oyster pebble quill ridge spruce thistle "
+         "upland vapor walnut xenon yonder zinnia acorn birch canyon dahlia egret fennel grove heron islet "
+         "jade krill lichen").split()
+
+
 def make_records(n: int, tag: str) -> list[dict]:
-    return [{"prompt": f"{tag} question {i}: which answer is more helpful?",
-             "chosen": f"A careful, correct answer number {i}.",
-             "rejected": f"A sloppy answer number {i}, with an error."} for i in range(n)]
+    base = len(WORDS)
+    words = [" ".join(WORDS[(i // base ** k) % base] for k in range(3)) for i in range(n)]
+    return [{"prompt": f"{tag} question {i} on {w}: which answer is more helpful?",
+             "chosen": f"A careful, correct answer number {i}, about {w}.",
+             "rejected": f"A sloppy answer number {i}, with an error."} for i, w in enumerate(words)]
 
 
 def encode(records: list[dict], fmt: str) -> bytes:

@@ -4,7 +4,8 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.core.exceptions import ValidationError
 
-from .models import Contribution, DataOwner, EvalPair, EvalSet, Payee, PreferencePair
+from . import selectors
+from .models import Contribution, DataOwner, EvalPair, EvalSet, Payee, PreferencePair, RefusalTally
 from .payees import owner_set_status, payee_set_status
 from .usernames import validate_username
 
@@ -58,16 +59,55 @@ class PayeeAdmin(admin.ModelAdmin):
                _set_payee_status(Payee.Status.PENDING, "Returned to pending")]
 
 
+class RefusalTallyInline(admin.TabularInline):
+    model = RefusalTally
+    fields = ["day", *selectors.REFUSAL_COUNTS]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+
 @admin.register(DataOwner)
 class DataOwnerAdmin(admin.ModelAdmin):
     """An account joins a payee only through verification (`manage.py verify_owner --payee`, the actions)."""
 
-    list_display = ["user", "display_name", "payee", "verification", "created_at"]
+    list_display = ["user", "display_name", "payee", "verification", "created_at", "copies_refused",
+                    "possible_probing"]
     list_filter = ["payee__status"]
     search_fields = ["user__username", "display_name", "payee__name"]
     readonly_fields = ["payee", "verification"]
     actions = [_set_owner_status(Payee.Status.VERIFIED, "Verified"),
                _set_owner_status(Payee.Status.SUSPENDED, "Suspended")]
+    inlines = [RefusalTallyInline]
+
+    def get_queryset(self, request):
+        return selectors.owners_with_refusals(super().get_queryset(request))
+
+    @admin.display(description="copies refused (exact / near / eval, probing window)")
+    def copies_refused(self, owner) -> str:
+        return f"{owner.window_exact or 0} / {owner.window_near or 0} / {owner.window_eval or 0}"
+
+    @admin.display(description="possible probing", boolean=True)
+    def possible_probing(self, owner) -> bool:
+        return selectors.looks_like_probing(
+            held_rows=(owner.window_exact or 0) + (owner.window_near or 0) + (owner.window_eval or 0),
+            uploads_refused=owner.window_refused or 0,
+            uploads=(owner.window_refused or 0) + (owner.window_accepted or 0))
+
+
+@admin.register(RefusalTally)
+class RefusalTallyAdmin(admin.ModelAdmin):
+    list_display = ["owner", "day", *selectors.REFUSAL_COUNTS]
+    list_filter = ["day"]
+    search_fields = ["owner__user__username"]
+    readonly_fields = ["owner", "day", *selectors.REFUSAL_COUNTS]
+
+    def has_add_permission(self, request) -> bool:  # written by uploads only: a record, not a form
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class PreferencePairInline(admin.TabularInline):

@@ -3,13 +3,15 @@ service or selector, serialise."""
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import Throttled
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors, services
+from . import selectors, services, upload_rate
+from .parsing import UploadRefused
 from .models import Contribution, EvalSet
 
 
@@ -44,8 +46,16 @@ class ContributionListCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
         owner = services.owner_for_user(request.user)
-        contribution = services.contribution_create(owner=owner, file=upload, filename=upload.name,
-                                                    content_type=upload.content_type)
+        wait = upload_rate.upload_wait(owner)
+        if wait:
+            raise Throttled(wait=wait, detail=upload_rate.wait_message(wait))
+        try:
+            contribution = services.contribution_create(owner=owner, file=upload, filename=upload.name,
+                                                        content_type=upload.content_type)
+        except UploadRefused as refused:
+            upload_rate.upload_counted(owner, rows=refused.n_errors)
+            raise
+        upload_rate.upload_counted(owner, rows=contribution.n_pairs)
         return Response(ContributionOutputSerializer(contribution).data, status=status.HTTP_201_CREATED)
 
 

@@ -148,3 +148,60 @@ class EvalPair(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["eval_set", "content_hash"], name="evalpair_unique_in_set"),
         ]
+
+
+class NearDupKey(models.Model):
+    """The persisted LSH index of near-duplicate detection (neardup.py): one row per band of a held
+    prompt's MinHash, pointing at the owner's pair or the eval pair it came from. Rows are written with
+    the pairs and deleted with them (CASCADE), so the index is never rebuilt per upload and every web
+    process sees the same one."""
+
+    key = models.BigIntegerField()
+    pair = models.ForeignKey(PreferencePair, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    eval_pair = models.ForeignKey(EvalPair, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["key", "pair", "eval_pair"], name="neardupkey_lookup")]
+        constraints = [models.CheckConstraint(
+            condition=models.Q(pair__isnull=True) ^ models.Q(eval_pair__isnull=True), name="neardupkey_one_source")]
+
+
+class RefusalTally(models.Model):
+    """Per owner and day: what their uploads were refused for. Staff read it to spot an owner probing
+    which pairs the marketplace holds (selectors.owner_probing); owners never see it. Counters, so the
+    record of refusals stays bounded however many refused uploads there are."""
+
+    owner = models.ForeignKey(DataOwner, on_delete=models.CASCADE, related_name="refusal_tallies")
+    day = models.DateField()
+    uploads_accepted = models.PositiveIntegerField(default=0)
+    uploads_refused = models.PositiveIntegerField(default=0)
+    rows_accepted = models.PositiveIntegerField(default=0)
+    rows_exact_copy = models.PositiveIntegerField(default=0)  # of another owner's or the owner's own held pair
+    rows_near_copy = models.PositiveIntegerField(default=0)
+    rows_eval = models.PositiveIntegerField(default=0)  # exact or near copies of eval data
+    rows_invalid = models.PositiveIntegerField(default=0)  # format problems, duplicates inside the file
+
+    class Meta:
+        ordering = ["-day", "owner_id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "day"], name="refusaltally_one_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.owner} on {self.day}"
+
+    @property
+    def rows_held(self) -> int:
+        return self.rows_exact_copy + self.rows_near_copy + self.rows_eval
+
+
+class NearDupSignature(models.Model):
+    """The MinHash of a held prompt (neardup.py), next to its band keys: candidates the bands find are
+    first compared on these (cheap) before the few that may match are compared on their text."""
+
+    pair = models.OneToOneField(PreferencePair, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    eval_pair = models.OneToOneField(EvalPair, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    prompt = models.BinaryField()  # num_perm little-endian uint32
+
+    class Meta:
+        constraints = [models.CheckConstraint(
+            condition=models.Q(pair__isnull=True) ^ models.Q(eval_pair__isnull=True),
+            name="neardupsignature_one_source")]

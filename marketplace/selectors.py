@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.http import Http404
+from django.utils import timezone
 
 from config import money
 
-from .models import Contribution, DataOwner, EvalSet, PairFormat, Payee, PreferencePair
+from .models import Contribution, DataOwner, EvalSet, PairFormat, Payee, PreferencePair, RefusalTally
 
 
 def contribution_list(*, user) -> QuerySet[Contribution]:
@@ -68,6 +71,48 @@ def owner_get(*, username: str) -> DataOwner:
     return owner
 
 
+# --- staff only: refusals per owner, and who looks like they are probing -------------------------------
+
+REFUSAL_COUNTS = ("uploads_accepted", "uploads_refused", "rows_accepted", "rows_exact_copy", "rows_near_copy",
+                  "rows_eval", "rows_invalid")
+
+
+def owner_refusals(*, days: int | None = None) -> dict[int, dict]:
+    """Per owner id, the RefusalTally counts summed over the last `days` (PROBING_WINDOW_DAYS), the rows
+    refused as copies of held data (`held`) and the `probing` flag. Owners never see this."""
+    days = days or settings.PROBING_WINDOW_DAYS
+    since = timezone.localdate() - timedelta(days=days - 1)
+    rows = RefusalTally.objects.filter(day__gte=since).values("owner_id") \
+        .annotate(**{name: Sum(name) for name in REFUSAL_COUNTS})
+    out = {}
+    for row in rows:
+        row["held"] = row["rows_exact_copy"] + row["rows_near_copy"] + row["rows_eval"]
+        row["probing"] = looks_like_probing(held_rows=row["held"], uploads_refused=row["uploads_refused"],
+                                            uploads=row["uploads_refused"] + row["uploads_accepted"])
+        out[row.pop("owner_id")] = row
+    return out
+
+
+def owners_with_refusals(owners: QuerySet[DataOwner]) -> QuerySet[DataOwner]:
+    """`owners` annotated with their window's counts (window_exact, _near, _eval, _refused, _accepted),
+    for the admin's owner list."""
+    since = timezone.localdate() - timedelta(days=settings.PROBING_WINDOW_DAYS - 1)
+    in_window = Q(refusal_tallies__day__gte=since)
+    fields = {"window_exact": "rows_exact_copy", "window_near": "rows_near_copy", "window_eval": "rows_eval",
+              "window_refused": "uploads_refused", "window_accepted": "uploads_accepted"}
+    return owners.annotate(**{alias: Sum(f"refusal_tallies__{name}", filter=in_window)
+                              for alias, name in fields.items()})
+
+
+def looks_like_probing(*, held_rows: int, uploads_refused: int, uploads: int) -> bool:
+    """Many rows refused as copies of held data, or mostly refused uploads some of which hit held data:
+    what asking the refusal which candidate pairs the marketplace holds looks like."""
+    if held_rows >= settings.PROBING_MIN_ROWS:
+        return True
+    return held_rows > 0 and uploads >= settings.PROBING_MIN_UPLOADS \
+        and uploads_refused >= settings.PROBING_REFUSED_SHARE * uploads
+
+
 # --- the staff overview: a fixed number of grouped queries, whatever the owners × rounds ---------------
 
 def overview_version() -> str:
@@ -80,7 +125,8 @@ def overview_version() -> str:
              # contribution ids are random (config/ids.py): the newest upload time marks an addition
              Contribution.objects.aggregate(n=Count("id"), last=Max("created_at")),
              Payout.objects.aggregate(last=Max("id")),  # never deleted once a round is done; COUNT would scan
-             list(ValuationRound.objects.order_by("id").values_list("id", "status", "approved_at"))]
+             list(ValuationRound.objects.order_by("id").values_list("id", "status", "approved_at")),
+             timezone.localdate()]  # the probing window moves with the day
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
@@ -139,6 +185,8 @@ def overview_owners(*, rank_currency: str) -> list[dict]:
             .annotate(total=Sum("amount")):
         key = "paid" if status == Payout.Status.APPROVED else "pending"
         rows[owner_id][key][currency] += Decimal(total or 0).quantize(money.minor_unit(currency))
+    for owner_id, tally in owner_refusals().items():
+        rows[owner_id]["refusals"] = tally
     for row in rows.values():  # plain dicts: a template lookup must not create keys
         row["paid"], row["pending"] = dict(row["paid"]), dict(row["pending"])
         row["rank"] = row["paid"].get(rank_currency, Decimal(0)) + row["pending"].get(rank_currency, Decimal(0))

@@ -12,7 +12,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from . import charts, payees, selectors, services
+from . import charts, payees, selectors, services, upload_rate
 from .forms import EvalSetForm, SignupForm, UploadForm
 from .models import Payee
 from .parsing import UploadRefused
@@ -41,26 +41,37 @@ def signup(request):
 def contribution_list(request):
     posted = request.method == "POST"  # bound even when empty, so a missing file is reported
     form = UploadForm(request.POST if posted else None, request.FILES if posted else None)
-    refusal = denied = None
+    refusal = denied = throttled = None
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         try:
             owner = services.owner_for_user(request.user)
-            contribution = services.contribution_create(owner=owner, file=upload, filename=upload.name,
-                                                        content_type=upload.content_type)
+            throttled = upload_rate.upload_wait(owner)
+            if throttled:
+                messages.error(request, upload_rate.wait_message(throttled))
+            else:
+                contribution = services.contribution_create(owner=owner, file=upload, filename=upload.name,
+                                                            content_type=upload.content_type)
         except UploadRefused as exc:
+            upload_rate.upload_counted(owner, rows=exc.n_errors)
             refusal = exc
         except PermissionDenied as exc:
             messages.error(request, str(exc))
             denied = exc
         else:
-            messages.success(request, f"Accepted {contribution.n_pairs} pairs from {contribution.original_name}.")
-            return redirect("marketplace:contribution-detail", contribution_id=contribution.pk)
+            if not throttled:
+                upload_rate.upload_counted(owner, rows=contribution.n_pairs)
+                messages.success(request, f"Accepted {contribution.n_pairs} pairs from {contribution.original_name}.")
+                return redirect("marketplace:contribution-detail", contribution_id=contribution.pk)
     page = Paginator(selectors.contribution_list(user=request.user), 25).get_page(request.GET.get("page"))
-    status = 403 if denied else 400 if refusal or (request.method == "POST" and not form.is_valid()) else 200
-    return render(request, "marketplace/contribution_list.html",
-                  {"form": form, "page": page, "refusal": refusal, "verification": _verification(request.user)},
-                  status=status)
+    status = 403 if denied else 429 if throttled else 400 if refusal or (
+        request.method == "POST" and not form.is_valid()) else 200
+    response = render(request, "marketplace/contribution_list.html",
+                      {"form": form, "page": page, "refusal": refusal,
+                       "verification": _verification(request.user)}, status=status)
+    if throttled:
+        response["Retry-After"] = str(throttled)
+    return response
 
 
 def _verification(user) -> dict | None:

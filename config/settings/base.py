@@ -178,6 +178,28 @@ UPLOAD_MAX_FIELD_CHARS = env.int("UPLOAD_MAX_FIELD_CHARS", default=8_000)
 UPLOAD_MAX_REPORTED_ERRORS = 100
 # Non-file form fields (Django's DATA_UPLOAD_MAX_MEMORY_SIZE); files up to this size stay in memory, larger
 # ones are spooled to a temporary file — and neither is read past UPLOAD_MAX_BYTES (config/upload_limits.py).
+# Near-duplicate refusal (marketplace/neardup.py): Jaccard similarity of canonical shingles at or above
+# which a pair copies a held one (prompt and chosen answer both) or contaminates an eval prompt.
+NEAR_DUP_PROMPT_THRESHOLD = env.float("NEAR_DUP_PROMPT_THRESHOLD", default=0.85)
+NEAR_DUP_RESPONSE_THRESHOLD = env.float("NEAR_DUP_RESPONSE_THRESHOLD", default=0.8)
+NEAR_DUP_EVAL_PROMPT_THRESHOLD = env.float("NEAR_DUP_EVAL_PROMPT_THRESHOLD", default=0.88)
+# The persisted index's bands follow these two: change them only with `manage.py index_near_duplicates --rebuild`.
+NEAR_DUP_NUM_PERM = 128
+NEAR_DUP_LSH_THRESHOLD = 0.7
+# Per owner, web and API (marketplace/upload_rate.py): uploads per window, and rows submitted per day.
+UPLOAD_RATE = env("UPLOAD_RATE", default="20/h")
+UPLOAD_ROWS_PER_DAY = env.int("UPLOAD_ROWS_PER_DAY", default=300_000)
+# A refused upload stores this many of its reasons; an owner keeps this many refusal records (counts of
+# all refusals are in RefusalTally).
+REFUSAL_STORED_ROW_ERRORS = env.int("REFUSAL_STORED_ROW_ERRORS", default=20)
+REFUSAL_RECORDS_KEPT = env.int("REFUSAL_RECORDS_KEPT", default=20)
+# "Possible probing" (shown to staff only): over the last PROBING_WINDOW_DAYS, an owner had at least
+# PROBING_MIN_ROWS rows refused as copies of held data, or at least PROBING_MIN_UPLOADS uploads of which
+# PROBING_REFUSED_SHARE or more were refused.
+PROBING_WINDOW_DAYS = env.int("PROBING_WINDOW_DAYS", default=7)
+PROBING_MIN_ROWS = env.int("PROBING_MIN_ROWS", default=50)
+PROBING_MIN_UPLOADS = env.int("PROBING_MIN_UPLOADS", default=5)
+PROBING_REFUSED_SHARE = env.float("PROBING_REFUSED_SHARE", default=0.5)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_HANDLERS = [

@@ -18,3 +18,6 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # WhiteNoise finds static files per request instead of scanning every app's files when each test
 # client starts (the scan is ~50 ms, paid once per server process in production).
 WHITENOISE_AUTOREFRESH = True
+# The fuzz and isolation suites post hundreds of files as one owner; tests of the per-owner upload limit
+# set their own (tests/marketplace/test_upload_abuse.py).
+UPLOAD_RATE = "100000/h"

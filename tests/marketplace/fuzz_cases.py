@@ -10,6 +10,7 @@ newlines — valid text that must come back unchanged.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -47,9 +48,23 @@ class Case:
 
 # --- clean rows --------------------------------------------------------------------------------
 
+# Words that make each clean row its own: rows that differ only in their tag are near-copies of each
+# other, which an upload refuses (docs/upload-format.md, "Copies and near-copies").
+WORDS = ("amber basin cedar delta ember fjord garnet harbor indigo juniper kestrel lagoon meadow nickel orchid "
+         "pepper quartz raven saffron tundra umber violet willow yarrow zephyr anchor bramble copper dune "
+         "falcon glacier hazel iris jasper kelp lantern marble nutmeg oyster pebble quill ridge spruce thistle "
+         "upland vapor walnut xenon yonder zinnia acorn birch canyon dahlia egret fennel grove heron islet "
+         "jade krill lichen").split()
+
+
+def row_words(tag: str) -> str:
+    digest = hashlib.sha256(tag.encode()).digest()
+    return " ".join(WORDS[b % len(WORDS)] for b in digest[:8])
+
+
 @st.composite
 def clean_record(draw, tag: str, conversational: bool = False) -> dict:
-    parts = {name: f"{tag} {name} {draw(PIECE)}" for name in FIELDS}
+    parts = {name: f"{tag} {row_words(tag + name)} {name} {draw(PIECE)}" for name in FIELDS}
     if not conversational:
         return parts
     role = draw(st.sampled_from(["user", "system"]))

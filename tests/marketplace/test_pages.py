@@ -61,7 +61,8 @@ def test_overview_totals_charts_and_owner_table(staff_user):
     assert paid["layout"]["xaxis"]["title"]["text"] == "total across rounds (USD)"
     row = re.search(r"<tr><td>o000</td>(.*?)</tr>", html, re.S).group(1)
     cells = re.findall(r'<td class="num">(.*?)</td>', row, re.S)
-    assert cells == ["1", "1", "1", "2", "16.67 USD", "16.67 USD"]
+    # pairs, uploads accepted / refused, copies refused (exact / near / eval), rounds, approved, pending
+    assert cells == ["1", "1", "1", "0 / 0 / 0", "2", "16.67 USD", "16.67 USD"]
 
 
 @pytest.mark.parametrize("n_owners, n_rounds", [(2, 1), (8, 4)])
@@ -69,7 +70,7 @@ def test_overview_queries_do_not_grow_with_owners_or_rounds(staff_user, n_owners
                                                             django_assert_max_num_queries):
     build_market(n_owners, n_rounds, staff_user)
     client = staff_client(staff_user)
-    with django_assert_max_num_queries(15):  # session, user, nav, 4 for the version, 8 for the numbers
+    with django_assert_max_num_queries(16):  # session, user, nav, 4 for the version, 9 for the numbers
         assert client.get("/overview/").status_code == 200
     with django_assert_max_num_queries(7):  # warm: the version says nothing changed
         assert client.get("/overview/").status_code == 200

@@ -52,7 +52,7 @@ def test_the_pair_values_api_shows_random_pair_ids(fake_model_dir, api_staff):
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_keeps_existing_pairs_and_what_refers_to_them(fake_model_dir):
     executor = MigrationExecutor(connection)
-    executor.migrate([("marketplace", "0003_rehash_confusables")])  # sequential ids again
+    executor.migrate([("marketplace", "0005_near_duplicate_index")])  # sequential ids again
     try:
         make_assessed_round(fake_model_dir)  # pairs, pair values and cluster proxies that point at them
         before = sorted(PairValue.objects.values_list("pair_id", "pair__content_hash"))

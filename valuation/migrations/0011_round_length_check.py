@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0005_payees'),
+        ('marketplace', '0004_payees'),
         ('valuation', '0010_roundowner_payee'),
     ]
 

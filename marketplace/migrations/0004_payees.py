@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0004_pair_random_ids'),
+        ('marketplace', '0003_rehash_confusables'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0003_rehash_confusables'),
+        ('marketplace', '0005_near_duplicate_index'),
     ]
 
     operations = [
