@@ -19,7 +19,10 @@ LONG = " ".join(p.chosen for p in synthetic.owner_pairs("clean_mix", 40, 5))[:7_
 
 
 def long_prompt(pair: Pair) -> Pair:
-    return Pair(prompt=pair.prompt + " " + LONG, chosen=pair.chosen, rejected=pair.rejected)
+    """The pair with its prompt repeated to ~7,900 characters: far over 128 tokens, and still as distinct from
+    the other long prompts as the short ones were (upload refuses near-copies, even inside one file)."""
+    return Pair(prompt=" ".join([pair.prompt] * (7_900 // (len(pair.prompt) + 1))), chosen=pair.chosen,
+                rejected=pair.rejected)
 
 
 @pytest.fixture
