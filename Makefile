@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install browser test test-postgres test-fast demo serve bench bench-dashboard bench-round bench-reliability clean
+.PHONY: install browser test test-postgres test-fast demo serve bench bench-dashboard bench-round bench-reliability bench-gaming clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ bench-round: install  ## a whole 8-owner round vs one DPO fine-tune on the poole
 
 bench-reliability: install  ## fuzzed uploads, isolation matrix, SIGKILLed rounds, 50 concurrent uploaders
 	$(PY) bench/reliability.py --postgres $(POSTGRES_URL)
+
+bench-gaming: install  ## every attack of docs/integrity.md end to end, without each defence and with it
+	OMP_NUM_THREADS=1 $(PY) bench/gaming.py
 
 clean:
 	rm -rf var/ .pytest_cache
