@@ -49,7 +49,8 @@ def setup_django(workdir: Path) -> None:
 
 
 # Rows that differ only in a number are near-copies of each other, which an upload refuses
-# (marketplace/neardup.py): each row also names three words, its number written in base len(WORDS).
+# (marketplace/neardup.py), and so are two files that differ only in their tag: each row names four
+# words, its number across the whole bench written in base len(WORDS).
 WORDS = ("amber basin cedar delta ember fjord garnet harbor indigo juniper kestrel lagoon meadow nickel orchid "
          "pepper quartz raven saffron tundra umber violet willow yarrow zephyr anchor bramble copper dune "
          "falcon glacier hazel iris jasper kelp lantern marble nutmeg oyster pebble quill ridge spruce thistle "
@@ -57,9 +58,9 @@ WORDS = ("amber basin cedar delta ember fjord garnet harbor indigo juniper kestr
          "jade krill lichen").split()
 
 
-def make_records(n: int, tag: str) -> list[dict]:
+def make_records(n: int, tag: str, start: int = 0) -> list[dict]:
     base = len(WORDS)
-    words = [" ".join(WORDS[(i // base ** k) % base] for k in range(3)) for i in range(n)]
+    words = [" ".join(WORDS[((start + i) // base ** k) % base] for k in range(4)) for i in range(n)]
     return [{"prompt": f"{tag} question {i} on {w}: which answer is more helpful?",
              "chosen": f"A careful, correct answer number {i}, about {w}.",
              "rejected": f"A sloppy answer number {i}, with an error."} for i, w in enumerate(words)]
@@ -122,11 +123,11 @@ def run(n_pairs: int, repeats: int) -> list[dict]:
 
     rows = []
     cases = ["jsonl", "csv", "parquet", "jsonl-api", "jsonl-copy-refused"]
-    for case in cases:
+    for c, case in enumerate(cases):
         timings, n_done, size = [], 0, 0
         for rep in range(repeats):
             owner, _ = owner_get_or_create(username=f"bench-{case}-{rep}")
-            records = make_records(n_pairs, tag=f"{case}-{rep}")
+            records = make_records(n_pairs, tag=f"{case}-{rep}", start=(c * repeats + rep) * n_pairs)
             fmt = case.split("-")[0]
             data = encode(records, fmt)
             size = len(data)

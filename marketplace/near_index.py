@@ -55,10 +55,11 @@ def fingerprint(pairs, config: NearDupConfig) -> list[Fingerprint]:
 def within_file(prints: list[Fingerprint], config: NearDupConfig) -> dict[int, int]:
     """{index: index of an earlier pair of the same file it nearly copies}."""
     seen: dict[int, list[int]] = defaultdict(list)
-    copies = {}
+    signatures = np.stack([fp.signature for fp in prints]) if prints else None
+    floor, copies = _floor(config), {}
     for i, fp in enumerate(prints):
         nearest = _nearest(j for key in fp.keys for j in seen.get(key, ()))
-        close = [j for j in nearest if _agrees(prints[j].signature, fp.signature, config)]
+        close = _agreeing(nearest, signatures[nearest] if nearest else None, fp.signature, floor)
         match = next((j for j in sorted(close) if same_pair(fp.shingles, prints[j].shingles, config)), None)
         if match is not None:
             copies[i] = match
@@ -71,12 +72,23 @@ def within_file(prints: list[Fingerprint], config: NearDupConfig) -> dict[int, i
 
 def _nearest(found) -> list:
     """The MAX_CANDIDATES candidates found in the most of a pair's bands."""
-    return [src for src, _ in Counter(found).most_common(MAX_CANDIDATES)]
+    counts = Counter(found)
+    if len(counts) <= MAX_CANDIDATES:
+        return list(counts)
+    return [src for src, _ in counts.most_common(MAX_CANDIDATES)]
 
 
-def _agrees(signature: np.ndarray, mine: np.ndarray, config: NearDupConfig) -> bool:
-    floor = min(config.prompt_threshold, config.eval_prompt_threshold) - PREFILTER_MARGIN
-    return np.count_nonzero(signature == mine) >= floor * len(mine)
+def _floor(config: NearDupConfig) -> float:
+    return min(config.prompt_threshold, config.eval_prompt_threshold) - PREFILTER_MARGIN
+
+
+def _agreeing(candidates: list, signatures, mine: np.ndarray, floor: float) -> list:
+    """The candidates (rows of `signatures`) whose MinHash agrees with `mine` on at least `floor` of
+    its values."""
+    if not candidates:
+        return []
+    agree = np.count_nonzero(signatures == mine, axis=1)
+    return [c for c, n in zip(candidates, agree.tolist()) if n >= floor * len(mine)]
 
 
 def held_matches(prints: list[Fingerprint], config: NearDupConfig, *, skip=frozenset()) -> dict[int, str]:
@@ -118,11 +130,12 @@ def _prefilter(prints, candidates: dict[int, list], signature_model, config: Nea
             rows = signature_model.objects.filter(**{f"{field}__in": ids[start:start + KEY_QUERY_CHUNK]})
             for pair_id, eval_id, blob in rows.values_list("pair_id", "eval_pair_id", "prompt"):
                 signatures[(pair_id, eval_id)] = np.frombuffer(bytes(blob), dtype=SIGNATURE_DTYPE)
-    kept = {}
+    kept, floor = {}, _floor(config)
     for i, found in candidates.items():
-        mine = prints[i].signature
-        kept[i] = [src for src in found if src not in signatures  # no signature: compare on the text
-                   or _agrees(signatures[src], mine, config)]
+        known = [src for src in found if src in signatures]
+        stacked = np.stack([signatures[src] for src in known]) if known else None
+        kept[i] = [src for src in found if src not in signatures] + _agreeing(  # no signature: on the text
+            known, stacked, prints[i].signature, floor)
     return kept
 
 

@@ -234,8 +234,9 @@ def test_the_work_per_pair_is_bounded_on_a_file_of_one_template(owner_a, owner_b
     from tests.conftest import make_pairs
 
     compared = []
-    real = near_index._agrees
-    monkeypatch.setattr(near_index, "_agrees", lambda *args: compared.append(1) or real(*args))
+    real = near_index._agreeing
+    monkeypatch.setattr(near_index, "_agreeing",
+                        lambda candidates, *args: compared.extend(candidates) or real(candidates, *args))
     n, per_pair = 3000, 16  # near_index.MAX_CANDIDATES
     assert _store(owner_a, make_pairs(n, tag="t")).n_pairs == n
     assert len(compared) <= n * per_pair
