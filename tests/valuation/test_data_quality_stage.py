@@ -59,7 +59,9 @@ def test_an_opted_in_round_values_every_pair_and_flags_the_reversed_ones(market,
     report = r.data_quality_report
     assert report.status == DataQualityReport.Status.DONE and report.error == ""
     assert report.n_pairs == 120 == PairValue.objects.filter(report=report).count()
-    assert report.n_embedded == 120 + 80 and report.values_seed == 0 and report.n_chains == 6 * 4  # coverage × ⌈120 / 32⌉
+    # The semantic screen embedded every pair before valuing; the stage found them all on disk.
+    assert r.screen_report.n_embedded == 120 + 80 and report.n_embedded == 0
+    assert report.values_seed == 0 and report.n_chains == 6 * 4  # coverage × ⌈120 / 32⌉
     values = values_by_owner(r)
     lowest = np.argsort(values["mixed"])[: flipped.sum()]
     assert flipped[lowest].mean() >= 0.8  # the reversed labels are the mixed owner's lowest-valued pairs

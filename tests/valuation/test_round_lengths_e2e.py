@@ -17,8 +17,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 def _long_pairs(n: int):
-    filler = " ".join(p.chosen for p in synthetic.owner_pairs("clean_mix", 80, 5))
-    return [Pair(prompt=(p.prompt + " " + filler)[:7_900], chosen=p.chosen, rejected=p.rejected)
+    # Each prompt repeated to ~7,900 characters: as distinct from the others as the short prompts were
+    # (a filler shared by every row would make them near-copies, which upload refuses).
+    return [Pair(prompt=" ".join([p.prompt] * (7_900 // (len(p.prompt) + 1))), chosen=p.chosen, rejected=p.rejected)
             for p in synthetic.owner_pairs("clean_mix", n, 6)]
 
 
