@@ -79,6 +79,7 @@ def _setup_django(work: Path) -> None:
 
 
 def _import_market() -> object:
+    from marketplace.payees import owner_set_status
     from marketplace.services import contribution_create, eval_set_create, owner_create
     from valuation.engine import synthetic
 
@@ -87,7 +88,9 @@ def _import_market() -> object:
                                   for p in pairs).encode())
 
     for index, (name, kind, n) in enumerate(OWNERS):
-        contribution_create(owner=owner_create(username=name), file=jsonl(_pairs(index, kind, n)), filename="d.jsonl")
+        owner = owner_create(username=name)
+        owner_set_status(owner=owner, status="verified")  # only verified owners are round players
+        contribution_create(owner=owner, file=jsonl(_pairs(index, kind, n)), filename="d.jsonl")
     return eval_set_create(name="eval", file=jsonl(synthetic.eval_pairs(EVAL_PAIRS, 0)), filename="eval.jsonl")
 
 

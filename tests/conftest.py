@@ -128,6 +128,17 @@ def upload(name: str, data: bytes, content_type: str = "application/octet-stream
 
 
 @pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory):
+    """A tiny byte-level BPE tokenizer (about a second to train): what a round measures pair lengths with."""
+    from valuation.engine import synthetic
+    from valuation.engine.base_model import corpus_documents, train_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-tokenizer")
+    train_tokenizer(corpus_documents(synthetic.corpus_text(0))[:400], vocab_size=320).save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_base_model(tmp_path_factory):
     """The real tiny base model (byte-level BPE + a small Llama), built once per test session (slow tests)."""
     from valuation.engine import synthetic

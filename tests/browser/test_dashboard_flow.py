@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -108,7 +109,7 @@ def wait_for_stage(driver, stage: str, done: int, total: int) -> None:
 
 
 def test_owner_uploads_staff_run_and_approve_a_round_owner_reads_statement(browser, live_server, tmp_path,
-                                                                           staff_user):
+                                                                           staff_user, tiny_tokenizer_dir):
     base = live_server.url
     # --- an owner signs up and uploads: a file with a bad row is refused with its row, a good one accepted
     browser.get(base + "/signup/")
@@ -139,8 +140,8 @@ def test_owner_uploads_staff_run_and_approve_a_round_owner_reads_statement(brows
         owner = verified_owner(username, password=PASSWORD)
         contribution_create(owner=owner, file=io.BytesIO(jsonl_bytes(make_pairs(4, tag=tag))), filename="d.jsonl")
     eval_set_create(name="heldout", file=io.BytesIO(jsonl_bytes(make_pairs(6, tag="eval"))), filename="e.jsonl")
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
+    model_dir = tmp_path / "model"  # a config and a tokenizer: enough to create a round (it is never run here)
+    shutil.copytree(tiny_tokenizer_dir, model_dir)
     (model_dir / "config.json").write_text('{"model_type": "llama"}')
 
     # --- staff start a round through the form

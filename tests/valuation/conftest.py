@@ -22,17 +22,6 @@ def add_eval_set(name: str, pairs):
                            filename="eval.jsonl")
 
 
-@pytest.fixture(scope="session")
-def tiny_tokenizer_dir(tmp_path_factory):
-    """A tiny byte-level BPE tokenizer (about a second to train): what a round measures pair lengths with."""
-    from valuation.engine import synthetic
-    from valuation.engine.base_model import corpus_documents, train_tokenizer
-
-    path = tmp_path_factory.mktemp("tiny-tokenizer")
-    train_tokenizer(corpus_documents(synthetic.corpus_text(0))[:400], vocab_size=320).save_pretrained(str(path))
-    return path
-
-
 @pytest.fixture
 def fake_model_dir(tmp_path, tiny_tokenizer_dir):
     """Enough of a model directory for validation and the length check: a config and a tokenizer, no

@@ -70,6 +70,7 @@ def prepare(root: Path, base_model: Path) -> Setup:
         path.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
                                 for p in synthetic.owner_pairs(kind, n, seed)))
         manage("import_pairs", "--owner", name, str(path), env=env)
+    manage("verify_owner", *(name for name, _, _, _ in OWNERS), env=env)  # only verified owners are players
     eval_path = root / "eval.jsonl"
     eval_path.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
                                  for p in synthetic.eval_pairs(48, 7)))
