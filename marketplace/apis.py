@@ -53,7 +53,7 @@ class ContributionListCreateApi(APIView):
             contribution = services.contribution_create(owner=owner, file=upload, filename=upload.name,
                                                         content_type=upload.content_type)
         except UploadRefused as refused:
-            upload_rate.upload_counted(owner, rows=refused.n_errors)
+            upload_rate.upload_counted(owner, rows=refused.n_rows)
             raise
         upload_rate.upload_counted(owner, rows=contribution.n_pairs)
         return Response(ContributionOutputSerializer(contribution).data, status=status.HTTP_201_CREATED)

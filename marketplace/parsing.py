@@ -99,6 +99,7 @@ class UploadRefused(Exception):
     def __init__(self, errors: list[RowError], n_errors: int | None = None, *, contribution=None):
         self.errors = errors
         self.n_errors = n_errors if n_errors is not None else len(errors)
+        self.n_rows = self.n_errors  # rows submitted, when known (services.contribution_create sets it)
         self.contribution = contribution
         shown = "; ".join(str(e) for e in errors[:5])
         more = f" (and {self.n_errors - 5} more)" if self.n_errors > 5 else ""

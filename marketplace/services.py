@@ -116,10 +116,14 @@ def contribution_create(*, owner: DataOwner, file, filename: str, content_type: 
         refused.contribution = _record_refusal(owner, filename, "", "", refused, {"invalid": refused.n_errors})
         raise
     counts = {"invalid": result.n_errors}
+    invalid_rows = result.n_errors  # rows that did not parse: not among result.pairs
     if not result.errors:
         prints, counts = _check_replication(result, limits, config)
     if result.errors:
         refused = UploadRefused(result.errors, result.n_errors)
+        # Every row submitted counts toward the owner's daily rows, refused or not: a file of candidates
+        # with one known-held row must not test them for free (upload_rate.py).
+        refused.n_rows = len(result.pairs) + invalid_rows
         refused.contribution = _record_refusal(owner, filename, result.file_format, result.sha256, refused, counts)
         raise refused
     try:

@@ -53,7 +53,7 @@ def contribution_list(request):
                 contribution = services.contribution_create(owner=owner, file=upload, filename=upload.name,
                                                             content_type=upload.content_type)
         except UploadRefused as exc:
-            upload_rate.upload_counted(owner, rows=exc.n_errors)
+            upload_rate.upload_counted(owner, rows=exc.n_rows)
             refusal = exc
         except PermissionDenied as exc:
             messages.error(request, str(exc))

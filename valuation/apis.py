@@ -17,6 +17,9 @@ from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport
                      RoundExclusion, RoundOwner, RoundTask, Utility, ValuationRound)
 
 
+STAFF_ONLY_CONFIG = frozenset({"screening", "excluded_owners", "eval_lengths"})
+
+
 class RoundOutputSerializer(serializers.ModelSerializer):
     """Staff (context `staff`) read the round's recorded error in full; anyone else a plain line."""
 
@@ -38,8 +41,10 @@ class RoundOutputSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
-        if not self.context.get("staff"):  # the screen's thresholds would tell an owner how far to reword
-            data["config"] = {k: v for k, v in (data.get("config") or {}).items() if k != "screening"}
+        if not self.context.get("staff"):
+            # Kept from owners: the screen's thresholds (how far to reword), how many other owners were left
+            # out, and how the eval set fares under the length cut.
+            data["config"] = {k: v for k, v in (data.get("config") or {}).items() if k not in STAFF_ONLY_CONFIG}
         return data
 
 
@@ -161,8 +166,11 @@ class RoundDetailOutputSerializer(RoundOutputSerializer):
         user = self.context.get("user")
         owners = selectors.round_participants(valuation_round=valuation_round)
         excluded = selectors.round_exclusions(valuation_round=valuation_round)
-        if not (user is not None and user.is_staff):  # without a staff user: that user's own rows, else none
-            owners, excluded = owners.filter(owner__user=user), excluded.filter(owner__user=user)
+        if user is None or not user.is_authenticated:  # no user: nobody's rows
+            owners, excluded = owners.none(), excluded.none()
+        elif not user.is_staff:  # an owner: their own (their payee's) rows
+            owners = owners.filter(pk__in=selectors.players_of(user=user).values("pk"))
+            excluded = excluded.filter(selectors.excluded_as(user=user))
         return LengthCheckOutputSerializer({
             "max_length": (valuation_round.config.get("training") or {}).get("max_length"), "owners": owners,
             "excluded": excluded}).data

@@ -13,7 +13,13 @@ class PayeeChoiceField(forms.ModelMultipleChoiceField):
 
 
 def _verified_payee_names() -> list[str]:
-    return list(Payee.objects.filter(status=Payee.Status.VERIFIED).values_list("name", flat=True))
+    """The default players: verified payees that hold accepted data through an active account (one without
+    data, e.g. after withdrawing it, is left unticked rather than making the default round fail)."""
+    from marketplace.models import Contribution
+
+    held = Contribution.objects.filter(status=Contribution.Status.ACCEPTED, n_pairs__gt=0,
+                                       owner__user__is_active=True).values("owner__payee")
+    return list(Payee.objects.filter(status=Payee.Status.VERIFIED, pk__in=held).values_list("name", flat=True))
 
 
 class RoundForm(forms.Form):

@@ -35,6 +35,11 @@ def players_of(*, user) -> QuerySet[RoundOwner]:
     return RoundOwner.objects.filter(Q(payee__accounts__user=user) | Q(payee__isnull=True, owner__user=user))
 
 
+def excluded_as(*, user, prefix: str = "") -> Q:
+    """Exclusions (RoundExclusion) that are this user's: the excluded account's, or its payee's."""
+    return Q(**{f"{prefix}owner__user": user}) | Q(**{f"{prefix}owner__payee__accounts__user": user})
+
+
 def mine(*, user, round_field: str = "round") -> Exists:
     """A filter for rows keyed by (round, owner) — values, payouts, pair values — that are this user's."""
     return Exists(players_of(user=user).filter(round=OuterRef(round_field), owner=OuterRef("owner")))
@@ -63,7 +68,7 @@ def round_list_for(*, user) -> QuerySet[ValuationRound]:
         return round_list()
     # An owner left out of a round still sees it, and why (round_exclusions).
     return round_list().filter(Exists(players_of(user=user).filter(round=OuterRef("pk")))
-                               | Q(exclusions__owner__user=user)).distinct()
+                               | excluded_as(user=user, prefix="exclusions__")).distinct()
 
 
 def round_get(*, round_id: int) -> ValuationRound:
@@ -88,7 +93,7 @@ def round_exclusions(*, valuation_round: ValuationRound, user=None) -> QuerySet[
     """Owners left out of the round at creation, with the reason (an owner sees only their own)."""
     qs = valuation_round.exclusions.select_related("owner__user").order_by("owner__user__username")
     if user is not None and not user.is_staff:
-        qs = qs.filter(owner__user=user)
+        qs = qs.filter(excluded_as(user=user))
     return qs
 
 
@@ -317,7 +322,7 @@ def _history_parts(user) -> list[tuple]:
     fields = ("round_id", "round__name", "round__created_at", "round__status", "round__currency", "round__decimals")
     taken_part = players_of(user=user).order_by().annotate(
         excluded=Value("", output_field=TextField())).values_list(*fields, "n_truncated", "excluded")
-    left_out = RoundExclusion.objects.filter(owner__user=user).order_by().annotate(
+    left_out = RoundExclusion.objects.filter(excluded_as(user=user)).order_by().annotate(
         truncated=Value(None, output_field=IntegerField())).values_list(*fields, "truncated", "reason")
     return sorted(taken_part.union(left_out, all=True), key=lambda row: (row[2], row[0]))  # one query
 

@@ -50,11 +50,28 @@ def test_the_rate_is_per_owner(api_a, api_b, settings):
     assert _post(api_b, make_pairs(1, tag="b")).status_code == 201
 
 
+WORDS = ("apple banana cherry damson elder fig grape hazel iris juniper kale lemon mango nectar olive pear quince "
+         "radish sage thyme ugli vanilla walnut yam zucchini acorn birch cedar dahlia ebony fern ginger holly ivy "
+         "jasmine kelp lilac maple nettle oak poppy reed sorrel tulip umber violet willow yarrow zinnia").split()
+
+
 def test_rows_per_day_ceiling(api_a, settings):
     settings.UPLOAD_ROWS_PER_DAY = 5
     assert _post(api_a, make_pairs(5, tag="x")).status_code == 201
     response = _post(api_a, make_pairs(1, tag="y"))
     assert response.status_code == 429 and int(response["Retry-After"]) <= 86400
+
+
+def test_a_refused_file_counts_every_row_it_submitted(api_a, owner_b, settings):
+    """A prober hides many candidate rows behind one known-held row: the file is refused, and all its rows
+    count toward the day's ceiling, not just the one refused."""
+    settings.UPLOAD_ROWS_PER_DAY = 50
+    contribution_create(owner=owner_b, file=io.BytesIO(jsonl_bytes(make_pairs(1, tag="held"))), filename="b.jsonl")
+    probe = make_pairs(1, tag="held") + [{"prompt": f"candidate {w} about the {w}s?", "chosen": f"{w} yes",
+                                            "rejected": f"{w} no"} for w in WORDS[:49]]
+    assert _post(api_a, probe).status_code == 400  # refused: its first row is held
+    response = _post(api_a, make_pairs(1, tag="after"))
+    assert response.status_code == 429  # the 50 rows submitted used the day's ceiling
 
 
 def test_the_web_form_says_so_with_429(owner_a, settings):

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from marketplace.models import DataOwner
+from marketplace.models import Contribution, DataOwner
 from marketplace.payees import owner_set_status
 from marketplace.services import contribution_create, owner_create
 from tests.conftest import PASSWORD, _api, jsonl_bytes, upload
@@ -193,10 +193,12 @@ def test_the_round_form_defaults_to_all_verified_payees_and_refuses_others(eval_
     add_unverified("pending1", synthetic.owner_pairs("noisy", 6, 3))
     gone = add_owner("gone", synthetic.owner_pairs("noisy", 6, 4))
     owner_set_status(owner=gone, status="suspended")
+    withdrew = add_owner("withdrew", synthetic.owner_pairs("noisy", 6, 5))
+    Contribution.objects.filter(owner=withdrew).delete()  # verified, but holds no data now
     form = RoundForm()
-    assert sorted(form["owners"].initial) == ["alice", "bob"]
+    assert sorted(form["owners"].initial) == ["alice", "bob"]  # the default never names a payee without data
     assert sorted(label for _, label in form.fields["owners"].choices) == \
-        ["alice", "bob", "gone (suspended)"]
+        ["alice", "bob", "gone (suspended)", "withdrew"]
     client = Client()
     client.force_login(staff_user)
     post = {"name": "web", "pool": "10.00", "currency": "USD", "eval_set": "eval", "base_model": str(fake_model_dir),

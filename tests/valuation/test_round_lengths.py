@@ -255,3 +255,21 @@ def test_scoring_cuts_the_eval_set_as_training_cuts_only_when_that_changes_it(ma
     ensure_scores(r, key="k", model_dir=fake_model_dir, pairs=pairs)
     assert seen == [expected]
     assert ScoreCache.objects.get(model_hash="k").eval_hash == score_eval_hash(r)
+
+
+def test_every_account_of_an_excluded_payee_sees_the_exclusion(market, fake_model_dir):
+    """Exclusions belong to the payee: its other accounts see the round and the reason too."""
+    from marketplace.payees import owner_set_status
+    from marketplace.services import owner_create
+
+    mallory = contribution_of("mallory").owner
+    second = owner_create(username="mallory2")
+    owner_set_status(owner=second, status="verified", payee_name=mallory.payee.name)  # mallory's other account
+    r = create(market, fake_model_dir)
+    history = selectors.owner_round_history(user=second.user)
+    assert [(h["round"], h["excluded"]) for h in history] == [("r1", RoundExclusion.objects.get(round=r).reason)]
+    assert list(selectors.round_list_for(user=second.user)) == [r]
+    assert [e.owner for e in selectors.round_exclusions(valuation_round=r, user=second.user)] == [mallory]
+    stranger = owner_create(username="stranger")
+    assert list(selectors.round_exclusions(valuation_round=r, user=stranger.user)) == []
+    assert list(selectors.round_list_for(user=stranger.user)) == []
