@@ -54,7 +54,7 @@ def owner_set_status(*, owner: DataOwner, status: str, changed_by=None, payee_na
     name (created if new): several accounts of one person are then one player, paid once. Without it, an
     account that has no payee yet gets its own, named after the username."""
     _check_status(status)
-    owner = DataOwner.objects.select_for_update().select_related("user", "payee").get(pk=owner.pk)
+    owner = DataOwner.objects.select_for_update(of=("self",)).select_related("user", "payee").get(pk=owner.pk)
     if payee_name is not None:
         payee_name = payee_name.strip()
         if not payee_name:
