@@ -8,8 +8,10 @@ run_round` and the Celery workers run). Owner fine-tunes are cached by (base mod
 config) in one artifacts directory shared by the scenarios, so an honest owner trains once for the
 whole bench and every round on the same players is the same computation.
 
-"Without the defence" turns exactly one defence off (a setting, or in the bench the payee grouping),
-so the row shows what that defence is worth; "with" runs the product as shipped.
+"Without the defence" turns exactly one defence off inside the bench (the near-duplicate stage, the
+length check and the upload rate limit are patched out; the payee grouping is dropped by verifying each
+account as a payee of its own), so the row shows what that defence is worth; "with" runs the product as
+shipped. The run ends with the issue's checks and exits non-zero if one fails.
 
     .venv/bin/python bench/gaming.py [--seed 0] [--only eval,cross,sybil,payee,long,oracle,split]
                                      [--work DIR] [--split-seeds 1]
@@ -438,6 +440,28 @@ def print_table(rows: list[dict]) -> None:
         print(f"| {row['attack']} | {cell(row['without'])} | {cell(row['with'])} | {drifts[0]} / {drifts[1]} |")
 
 
+def checks(rows: list[dict]) -> list[tuple[str, bool]]:
+    """Issue 24's bar for the defended side of every row that ran."""
+    by = {row["attack"].split(",")[0].split(":")[0]: row["with"] for row in rows}
+    out = []
+    if "eval set" in by:
+        out.append(("eval near-copies: 0 accepted, 0 paid", by["eval set"]["accepted"] == 0
+                    and by["eval set"]["paid"] == 0))
+    if "alice's pairs" in by:
+        out.append(("cross-owner near-copies: 0 accepted", by["alice's pairs"]["accepted"] == 0))
+    split = next((row["with"] for row in rows if "from 2 accounts" in row["attack"]), None)
+    if split is not None:
+        out.append(("a payee split over accounts gains nothing", split["gain"] <= 1))
+    long = next((row["with"] for row in rows if row["attack"].startswith("long prompts")), None)
+    if long is not None:
+        out.append(("the long-prompt owner is excluded with a reason and the round is done",
+                    bool(long["excluded"]) and long["round"] == "done"))
+    drifts = [row["with"]["honest_drift"] for row in rows if "honest_drift" in row["with"]]
+    out.append((f"honest owners within {TOLERANCE} of the round without the attacker",
+                all(not d.is_nan() and d <= TOLERANCE for d in drifts)))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
@@ -498,10 +522,16 @@ def main() -> None:
     if "split" in only:
         split_rows = split_over_payees(args.split_seeds)
     seconds = time.perf_counter() - started
+    results = checks(rows)
+    print()
+    for label, ok in results:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}")
     print(f"\n{seconds / 60:.1f} min on {os.cpu_count()} cores ({platform.processor() or platform.machine()})")
     RESULTS.write_text(json.dumps({"seed": args.seed, "baseline": baseline, "rows": rows, "split": split_rows,
-                                   "seconds": seconds},
+                                   "checks": dict(results), "seconds": seconds},
                                   indent=1, default=str) + "\n")
+    if not all(ok for _, ok in results):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
