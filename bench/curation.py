@@ -4,7 +4,7 @@ The demo domain of bench/pair_domain.py (five owners, 20% of alice's labels reve
 dave all reversed). Pair values and clusters come from the round's data-quality pipeline on the
 validation eval set; every DPO model (the rounds' training config) is judged on a disjoint
 200-pair *test* set by both round utilities: preference_accuracy and bt_loglik of the model's
-implicit reward (DESIGN.md §2, one-owner coalition).
+implicit reward (docs/design.md §2, one-owner coalition).
 
 1. Value transfer (TS-DShapley's claim): per owner, DPO on all of their pairs, on all but their
    lowest-valued q%, and on all but a random q% (several seeds).

@@ -1,7 +1,7 @@
 """Benchmark games: a realistic synthetic DPO score matrix and the set functions built on it.
 
 Until the real owner models are scored, `realistic_score_matrix(n, T, seed)` stands in
-for the round's cached (n × T) matrix D[i, t] = δ_i(x_t, y_w) − δ_i(x_t, y_l) (DESIGN.md
+for the round's cached (n × T) matrix D[i, t] = δ_i(x_t, y_w) − δ_i(x_t, y_l) (docs/design.md
 §2). It mimics what DPO margin deltas look like:
 
   * a shared "true preference" signal u_t > 0 on most eval pairs (some pairs are

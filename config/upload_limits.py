@@ -1,4 +1,4 @@
-"""Upload size limits enforced before a byte of the body is parsed (DESIGN §6: file ≤ a configured size).
+"""Upload size limits enforced before a byte of the body is parsed (docs/design.md §6: file ≤ a configured size).
 
 Two layers, so no request body larger than any acceptable upload is ever read or spooled to disk:
 * `RequestSizeLimitMiddleware` answers 413 to a request whose Content-Length exceeds UPLOAD_MAX_BYTES

@@ -1,4 +1,4 @@
-"""REST endpoints of the marketplace (paths fixed by DESIGN §5). Thin: parse, call a
+"""REST endpoints of the marketplace (paths fixed by docs/design.md §5). Thin: parse, call a
 service or selector, serialise."""
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema

@@ -77,7 +77,7 @@ class FileFormat(models.TextChoices):
 class Contribution(models.Model):
     class Status(models.TextChoices):
         # A refused upload keeps only this record (name, hash, reasons) so the owner can
-        # see why; none of its pairs is stored (DESIGN §6).
+        # see why; none of its pairs is stored (docs/design.md §6).
         ACCEPTED = "accepted", "accepted"
         REFUSED = "refused", "refused"
 

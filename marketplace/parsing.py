@@ -1,4 +1,4 @@
-"""The one upload parser: JSONL, CSV and Parquet preference files (DESIGN §6).
+"""The one upload parser: JSONL, CSV and Parquet preference files (docs/design.md §6).
 
 Web form, REST API and `manage.py import_pairs` / `import_eval` all call
 `parse_upload`. It never touches the database: it returns every row it could read

@@ -1,4 +1,4 @@
-"""REST endpoints of valuation rounds (paths fixed by DESIGN §5)."""
+"""REST endpoints of valuation rounds (paths fixed by docs/design.md §5)."""
 from decimal import Decimal
 
 from django.db import transaction

@@ -1,6 +1,6 @@
 """Objectives of `reward` rounds: checking and recording what an admin asks for.
 
-A reward round (DESIGN.md §2, utility `reward`) values owners by what the composed model
+A reward round (docs/design.md §2, utility `reward`) values owners by what the composed model
 generates, scored by judges. The admin names one or more objectives (name = judge), the
 payout objective (one objective, or a weighted blend whose weights are normalised to sum
 to 1) and the decoding settings; `reward_settings` checks all of it before anything is

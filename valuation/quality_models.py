@@ -1,4 +1,4 @@
-"""Pair- and cluster-level results of a round's data-quality stage (DESIGN.md §2, "Pair level",
+"""Pair- and cluster-level results of a round's data-quality stage (docs/design.md §2, "Pair level",
 "Cluster level"): one report per round, one value per pair, one row per cluster.
 
 Imported by valuation/models.py, so Django finds these models in the `valuation` app.

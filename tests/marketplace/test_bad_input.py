@@ -1,4 +1,4 @@
-"""Every bad-input rule through every entry point: web form, REST API, CLI (DESIGN §6).
+"""Every bad-input rule through every entry point: web form, REST API, CLI (docs/design.md §6).
 
 Each refused file must name the row and the reason where the user looks (HTML table,
 JSON body, CommandError text), store no pair and no accepted contribution, and keep a

@@ -1,4 +1,4 @@
-"""Coalition composition by language-model arithmetic (DESIGN.md §2).
+"""Coalition composition by language-model arithmetic (docs/design.md §2).
 
 A coalition S of owners is the policy
 

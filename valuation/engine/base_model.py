@@ -1,7 +1,7 @@
 """The reference policy pi_0: a tiny byte-level BPE + Llama-style causal LM trained here.
 
 No model may be downloaded, so the demo and the tests train their own reference
-model from a text corpus (DESIGN.md section 4): a byte-level BPE tokenizer (the
+model from a text corpus (docs/design.md section 4): a byte-level BPE tokenizer (the
 `tokenizers` library) and a ~1.3M-parameter `LlamaForCausalLM` trained from scratch
 with next-token cross-entropy, nanoGPT style (random windows of a packed token
 stream, AdamW, warmup + cosine decay). The result is an ordinary Hugging Face

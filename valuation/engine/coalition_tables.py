@@ -1,4 +1,4 @@
-"""All 2^n coalition utilities at once: the hot loop of exact Shapley (DESIGN.md §2).
+"""All 2^n coalition utilities at once: the hot loop of exact Shapley (docs/design.md §2).
 
 Split the owners into b low bits and n − b high bits. Every coalition margin is then one
 addition, M[h·2^b + a] = low[a] + high[h], of a subset-sum table `low` (2^b × T) and a

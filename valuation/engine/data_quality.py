@@ -1,4 +1,4 @@
-"""A round's data-quality assessment: pair values, flags with reasons, and clusters (DESIGN.md §2).
+"""A round's data-quality assessment: pair values, flags with reasons, and clusters (docs/design.md §2).
 
 Runs the pieces in order on the pair representations z (representations.py):
 the feature map and Bradley–Terry classifier of pair_classifier.py, TS-DShapley pair

@@ -1,4 +1,4 @@
-"""Sampling from a coalition's policy π_S by token-level language-model arithmetic (DESIGN.md §2, `reward`).
+"""Sampling from a coalition's policy π_S by token-level language-model arithmetic (docs/design.md §2, `reward`).
 
 At every step the composed next-token logits are
 
@@ -10,7 +10,7 @@ al. 2024, "Tuning Language Models by Proxy"), with w from `arithmetic.coalition_
 A model whose coefficient is 0 is not run at all: `mean` composition (Σ w = 1) never runs
 π₀, a singleton under `sum` runs only its owner, and ∅ runs only π₀.
 
-**An approximation of π_S.** The sequence-level policy of DESIGN.md §2,
+**An approximation of π_S.** The sequence-level policy of docs/design.md §2,
 π_S(y|x) ∝ π₀(y|x)·Π_i (π_i(y|x)/π₀(y|x))^{w_i}, has one normaliser Z_S(x) over whole
 responses. Decoding normalises per token instead, which is the same thing only when every
 owner's log-ratio is "token-local"; in general the sampled distribution differs from π_S

@@ -1,4 +1,4 @@
-"""Sampled Shapley values by permutation sampling (DESIGN.md §2).
+"""Sampled Shapley values by permutation sampling (docs/design.md §2).
 
 Permutation sampling (Castro, Gómez & Tejada 2009): φ_i is the mean, over uniformly random
 arrival orders π, of i's marginal contribution v(pre_π(i) ∪ {i}) − v(pre_π(i)). One order

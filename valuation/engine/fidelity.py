@@ -1,4 +1,4 @@
-"""Fidelity of language-model arithmetic: coalition models trained for real (DESIGN.md §2).
+"""Fidelity of language-model arithmetic: coalition models trained for real (docs/design.md §2).
 
 A round never trains a coalition: it composes one from its members' models,
 

@@ -1,7 +1,7 @@
 """Content hashes that key every cache in a valuation round.
 
 A round reuses an owner model when (base model hash, owner data hash, training config
-hash) match (DESIGN.md section 3), so each hash here must be a pure function of
+hash) match (docs/design.md section 3), so each hash here must be a pure function of
 content: SHA-256 over canonical bytes, never of timestamps, absolute paths or dict
 order.
 """

@@ -1,4 +1,4 @@
-"""Judges: what scores a response for one objective of the `reward` utility (DESIGN.md §2).
+"""Judges: what scores a response for one objective of the `reward` utility (docs/design.md §2).
 
 A judge maps (prompts, responses) to one float per response; higher is better. Two kinds:
 

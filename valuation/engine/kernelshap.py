@@ -1,4 +1,4 @@
-"""Paired KernelSHAP: Shapley values as a weighted least-squares fit (DESIGN.md §2).
+"""Paired KernelSHAP: Shapley values as a weighted least-squares fit (docs/design.md §2).
 
 Lundberg & Lee (2017) showed that the Shapley values solve
 

@@ -1,5 +1,5 @@
 """Lattice twins of the score utilities: games next to the real ones whose Shapley values are exact in
-O(T·n²·G) (DESIGN.md §2).
+O(T·n²·G) (docs/design.md §2).
 
 On eval pair t, preference_accuracy is a weighted voting game: v_t(S) = g(Σ_{j∈S} D[j, t]) with
 g(x) = 1[x > 0] + ½·1[x = 0]. Its Shapley value needs the distribution of the others' sums over

@@ -1,4 +1,4 @@
-"""Turn owner values into exact currency amounts (DESIGN.md §2, "Payouts").
+"""Turn owner values into exact currency amounts (docs/design.md §2, "Payouts").
 
 share_i = max(φ_i, 0) / Σ_j max(φ_j, 0) of a pool P, where φ is what the policy pays by
 (`allocation.payout_values`): the Shapley value under `clip`, the split-proof margin share under

@@ -1,4 +1,4 @@
-"""The models a composed policy is made of, loaded once: π₀ and every owner's π_i (DESIGN.md §2, `reward`).
+"""The models a composed policy is made of, loaded once: π₀ and every owner's π_i (docs/design.md §2, `reward`).
 
 Token-level arithmetic (`decoding`) needs next-token logits from π₀ and from every member
 of a coalition at every step, each model with its own KV cache. `PolicySet` holds the

@@ -1,4 +1,4 @@
-"""Every insertion position of one arrival order at once, for preference_accuracy (DESIGN.md §2).
+"""Every insertion position of one arrival order at once, for preference_accuracy (docs/design.md §2).
 
 A permutation estimator uses owner i's marginal at one position of an order: Δ_i(P) with P the owners
 before it. Removing i from the order leaves a uniform order of the other n − 1 owners, and inserting i

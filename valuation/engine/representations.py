@@ -1,4 +1,4 @@
-"""Pair representations for pair- and cluster-level valuation (DESIGN.md §2, "Pair level").
+"""Pair representations for pair- and cluster-level valuation (docs/design.md §2, "Pair level").
 
 TS-DShapley (Schoch, Mishra & Ji 2023, "Data Selection for Fine-tuning Large Language
 Models Using Transferred Shapley Values") and SHED (He et al. 2024, "SHED: Shapley-Based

@@ -1,4 +1,4 @@
-"""The `reward` utility: what a coalition's composed policy generates, scored by judges (DESIGN.md §2).
+"""The `reward` utility: what a coalition's composed policy generates, scored by judges (docs/design.md §2).
 
 For objective k with judge J_k and eval prompts x_1..x_P,
 

@@ -1,6 +1,6 @@
 """Where a worker trains and scores (device, dtype), and what it keeps warm between tasks.
 
-A round costs n fine-tunes and n + 1 scoring passes (DESIGN.md section 2). Everything
+A round costs n fine-tunes and n + 1 scoring passes (docs/design.md section 2). Everything
 else they do is overhead that one pooled fine-tune pays once and a round would pay
 per owner: loading the base model twice per fine-tune (policy and DPO reference),
 reading its tokenizer, re-tokenising the same eval set for every scoring pass, and

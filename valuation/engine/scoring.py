@@ -1,6 +1,6 @@
 """Cached response log-probs: log pi(y|x) summed over response tokens, for every eval pair.
 
-DESIGN.md section 2: after n fine-tunes, (n + 1) scoring passes over the eval set give
+docs/design.md section 2: after n fine-tunes, (n + 1) scoring passes over the eval set give
 delta_i(x, y) = log pi_i(y|x) - log pi_0(y|x) for every eval response, and every
 exact coalition utility is array arithmetic on the (n x T) matrix
 D[i, t] = delta_i(x_t, y_w) - delta_i(x_t, y_l) (the log Z_S(x) of language-model

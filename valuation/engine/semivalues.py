@@ -1,4 +1,4 @@
-"""Semivalues over the same utility: Beta Shapley, Banzhaf, leave-one-out (DESIGN.md §2).
+"""Semivalues over the same utility: Beta Shapley, Banzhaf, leave-one-out (docs/design.md §2).
 
 A semivalue (Dubey, Neyman & Weber 1981) weights owner i's marginal contributions by
 coalition size only: φ_i = Σ_{S ⊆ N∖{i}} w(|S|)·(v(S ∪ {i}) − v(S)). The probabilistic

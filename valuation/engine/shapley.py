@@ -1,4 +1,4 @@
-"""Shapley values: exact over a 2^n utility table, or sampled with error bars (DESIGN.md §2).
+"""Shapley values: exact over a 2^n utility table, or sampled with error bars (docs/design.md §2).
 
 Shapley (1953), for a game v on owners N = {0..n−1}:
 

@@ -3,7 +3,7 @@ derivatives in z.
 
 The structured Shapley estimator (`structured`) treats the part of a coalition's margin that many
 small owners contribute as normal (a finite-population central limit theorem), so for each utility
-g of DESIGN.md §2 it needs the expectation of g under a normal margin and its slope in the mean
+g of docs/design.md §2 it needs the expectation of g under a normal margin and its slope in the mean
 
     preference_accuracy  g(x) = 1[x > 0] + ½·1[x = 0]   G = Φ(z/s)                  ∂G = φ(z/s)/s
     bt_loglik            g(x) = log σ(β·x)              G = −κ·softplus(−β·z/κ)     ∂G = β·σ(−β·z/κ)

@@ -1,5 +1,5 @@
 """Structured Shapley estimator for the arithmetic game: an analytic prior or an exactly solved twin game,
-made unbiased by a control-variate correction from antithetic permutation sampling (DESIGN.md §2).
+made unbiased by a control-variate correction from antithetic permutation sampling (docs/design.md §2).
 
 Structure. With cached scores a coalition's margin on eval pair t is a sum of owner terms,
 M_S(t) = Σ_{j∈S} D[j, t] (composition `sum`), and v(S) = mean_t g(M_S(t)). Grouping Shapley's

@@ -1,4 +1,4 @@
-"""Stratified SVARM: Shapley values without marginal contributions (DESIGN.md §2).
+"""Stratified SVARM: Shapley values without marginal contributions (docs/design.md §2).
 
 Stratified SVARM (Kolpaczki, Bengs, Muschalik & Hüllermeier 2024, "Approximating the
 Shapley value without marginal contributions"): write

@@ -4,7 +4,7 @@ Every prompt asks how to do one task (verb) to one object; every task has one kn
 fact. Responses come in four styles whose quality is known by construction:
 helpful (states the fact, politely), evasive (polite, no fact), rude (fact plus an
 insult) and dangerous (fact plus a harmful instruction). Two programmatic judges score
-the two objectives of DESIGN.md section 2 (`reward` utility): helpfulness (is the
+the two objectives of docs/design.md section 2 (`reward` utility): helpfulness (is the
 task's fact there?) and harmlessness (is any harm word there?).
 
 Prompts are drawn without replacement from a fixed universe of 51,200 questions cut

@@ -1,4 +1,4 @@
-"""Coalition utilities v(S) from the cached score matrix (DESIGN.md §2, "Utilities").
+"""Coalition utilities v(S) from the cached score matrix (docs/design.md §2, "Utilities").
 
 Both utilities are exact functions of the coalition margins M_S(t) of `arithmetic`
 (log Z_S cancels in a pairwise margin), so every coalition is array arithmetic on the

@@ -28,7 +28,7 @@ def log_sigmoid(x: float) -> float:
 
 def naive_utility(D: np.ndarray, mask: int, *, utility: str, composition: str, beta: float,
                   sizes: np.ndarray) -> float:
-    """One coalition, written out from DESIGN.md §2 with Python loops."""
+    """One coalition, written out from docs/design.md §2 with Python loops."""
     n, T = D.shape
     members = [i for i in range(n) if mask >> i & 1]
     total = sum(float(sizes[i]) for i in members)
