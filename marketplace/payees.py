@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import DataOwner, Payee
+from .models import Contribution, DataOwner, Payee
 
 STATUS_MEANING = {
     Payee.Status.PENDING: "Your account is waiting for verification by the marketplace staff. You can upload data, "
@@ -90,3 +90,11 @@ def owners_by_username(usernames: list[str]) -> list[DataOwner]:
 
 def verified_payees() -> QuerySet[Payee]:
     return Payee.objects.filter(status=Payee.Status.VERIFIED).order_by("name")
+
+
+def verified_payees_with_data() -> QuerySet[Payee]:
+    """The default players: verified payees holding accepted data through an active account (one without
+    data, e.g. after withdrawing it, is not a player)."""
+    held = Contribution.objects.filter(status=Contribution.Status.ACCEPTED, n_pairs__gt=0,
+                                       owner__user__is_active=True).values("owner__payee")
+    return verified_payees().filter(pk__in=held)

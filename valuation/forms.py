@@ -3,6 +3,7 @@ from django.conf import settings
 
 from config import money
 from marketplace.models import EvalSet, Payee
+from marketplace.payees import verified_payees_with_data
 
 from .models import Composition, Estimator, PayoutPolicy, Utility
 
@@ -13,13 +14,7 @@ class PayeeChoiceField(forms.ModelMultipleChoiceField):
 
 
 def _verified_payee_names() -> list[str]:
-    """The default players: verified payees that hold accepted data through an active account (one without
-    data, e.g. after withdrawing it, is left unticked rather than making the default round fail)."""
-    from marketplace.models import Contribution
-
-    held = Contribution.objects.filter(status=Contribution.Status.ACCEPTED, n_pairs__gt=0,
-                                       owner__user__is_active=True).values("owner__payee")
-    return list(Payee.objects.filter(status=Payee.Status.VERIFIED, pk__in=held).values_list("name", flat=True))
+    return list(verified_payees_with_data().values_list("name", flat=True))
 
 
 class RoundForm(forms.Form):

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from config import money
 from marketplace.models import Contribution, DataOwner, EvalSet, Payee
-from marketplace.payees import verified_payees
+from marketplace.payees import verified_payees_with_data
 
 from . import lengths
 from . import objectives as objectives_module
@@ -145,7 +145,7 @@ def _participants(names: list[str] | None) -> list[tuple[Payee, DataOwner, list[
     its active accounts and the account that stands for it. A name is a payee's name or one of its
     accounts' usernames. Naming an unverified, suspended or inactive one is refused, not skipped."""
     accepted = Contribution.objects.filter(status=Contribution.Status.ACCEPTED, n_pairs__gt=0)
-    payees = _chosen_payees(names) if names else list(verified_payees())
+    payees = _chosen_payees(names) if names else list(verified_payees_with_data())
     players, missing = [], []
     for payee in sorted(payees, key=lambda p: (p.name.casefold(), p.name)):
         accounts = payee.accounts.filter(user__is_active=True).select_related("user", "payee")
