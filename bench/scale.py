@@ -142,7 +142,7 @@ def print_row(row: dict) -> None:
 
 
 def show(paths: list[str]) -> None:
-    """The README tables from saved results: misallocation of `structured` against the best generic
+    """The docs/measurements.md tables from saved results: misallocation of `structured` against the best generic
     estimator at the same evaluations and at the same wall time, per game, n and utility."""
     rows = [r for path in paths for r in json.loads((RESULTS / path).read_text()).get("exact_truth", [])]
     print("misallocated share of the pool, mean over seeds (structured 95% CI coverage); best generic estimator "
