@@ -123,7 +123,7 @@ def _check(report: FidelityReport, on_progress) -> dict:
 
     def score(ref: ModelRef):
         key = model_score_key(r.base_model_hash, ref.model_hash)
-        return ensure_scores(r, key=key, model_dir=ref.path, pairs=pairs)
+        return ensure_scores(r, key=key, model_dir=ref.path, pairs=pairs, base_dir=ref.base_path)
 
     def progress(done: int, total: int) -> None:
         FidelityReport.objects.filter(pk=report.pk).update(progress={"done": done, "total": total})
@@ -144,7 +144,8 @@ def _check(report: FidelityReport, on_progress) -> dict:
     return {"coalitions": result["coalitions"], "correlations": result["correlations"], "shapley": result["shapley"],
             "headline": headline, "exhaustive": result["exhaustive"],
             "trainings": {"trained": trained.trained, "reused": trained.reused, "seconds": round(trained.seconds, 3),
-                          "stages": trained.stages}}
+                          "merged": trained.merged, "merge_seconds": round(trained.merge_seconds, 3),
+                          "method": trained.method, "stages": trained.stages}}
 
 
 def round_verify(*, valuation_round: ValuationRound, mode: str = FidelityReport.Mode.BOTH,

@@ -10,8 +10,11 @@ approximate, with the owners' own training config:
 
     sequential  π_S = DPO(… DPO(DPO(π₀, D_{i₁}), D_{i₂}) …, D_{i_k}), members in ascending
                 index; each stage starts from the previous stage's policy, which is also its
-                DPO reference (full fine-tuning; `dpo.build_trainer` on that model directory)
-    pooled      π_S = DPO(π₀, D_{i₁} ∪ … ∪ D_{i_k})  (one run on the union, in index order)
+                DPO reference (`dpo.build_trainer` on that model directory). On a LoRA round a
+                stage is an adapter on the previous stage's model, merged into it
+                (`lora_merge`) before the next stage starts from it
+    pooled      π_S = DPO(π₀, D_{i₁} ∪ … ∪ D_{i_k})  (one run on the union, in index order; on
+                a LoRA round one adapter on π₀, scored on π₀ like an owner's)
 
 and scores each on the eval set with margins relative to π₀,
 M_S(t) = (log π_S(y_w) − log π₀(y_w)) − (log π_S(y_l) − log π₀(y_l)), the quantity the
@@ -22,13 +25,17 @@ Every model is content-addressed like an owner model: a stage's key is (parent m
 hash, stage data hash, training config hash), a pooled model's (base hash, union data
 hash, config hash). A sequential coalition is its largest-index-free prefix plus one
 stage, so training all 2^n coalitions costs 2^n − n − 1 stages per mode, and a model
-trained once is never trained again.
+trained once is never trained again. On a LoRA round the cached artifact of a stage is its
+adapter; the merged parents are scratch, rebuilt in seconds from the cached adapter chain and
+deleted when the check ends (each is a full copy of the base model).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from .data import Pair
-from .dpo import TrainingConfig, train_owner_model
+from .dpo import LORA_TARGETS, TrainingConfig, train_owner_model
 from .hashing import config_hash, pairs_hash
+from .lora_merge import merge_adapter, merged_identity
 from .scoring import ScoreResult
 
 MODES: tuple[str, ...] = ("sequential", "pooled")
@@ -71,6 +79,9 @@ class Setup:
 class ModelRef:
     path: Path
     model_hash: str
+    # The model an adapter in `path` applies to; None = the round's base π₀. A LoRA sequential
+    # coalition is its last stage's adapter on the previous stage's merged model.
+    base_path: Path | None = None
 
 
 @dataclass
@@ -84,6 +95,9 @@ class TrainedCoalitions:
     reused: int = 0  # models found finished on disk
     seconds: float = 0.0  # training time of the fine-tunes run now
     stages: list[dict] = field(default_factory=list)  # one row per model: mode, mask, hash, trained, seconds
+    merged: int = 0  # LoRA sequential parents merged into full models (scratch, deleted afterwards)
+    merge_seconds: float = 0.0
+    method: dict = field(default_factory=dict)  # how the coalitions were trained (`method_record`)
 
 
 ScoreFn = Callable[[ModelRef], ScoreResult]
@@ -142,13 +156,35 @@ def plan(masks: list[int], modes: tuple[str, ...]) -> list[tuple[str, int]]:
     return sorted(steps, key=lambda step: (int(step[1]).bit_count(), step[1], step[0]))
 
 
-class CoalitionTrainer:
-    """Trains (or finds) coalition models; one instance per check, so counts are per check."""
+def method_record(config: TrainingConfig, modes: tuple[str, ...]) -> dict:
+    """What the report says about how its coalition models were made."""
+    lora = config.use_lora
+    record: dict = {"fine_tune": "lora" if lora else "full"}
+    if lora:
+        record["lora"] = {"r": config.lora_r, "alpha": config.lora_alpha, "targets": list(LORA_TARGETS)}
+    if "pooled" in modes:
+        record["pooled"] = ("one LoRA adapter on π₀ trained on the union, scored on π₀ like an owner's adapter"
+                            if lora else "one full fine-tune of π₀ on the union")
+    if "sequential" in modes:
+        record["sequential_stages"] = "lora_merged" if lora else "full"
+        record["sequential"] = (
+            "each stage a LoRA adapter trained on the previous stage's model with that model as its DPO reference, "
+            "then merged into it (PEFT merge_and_unload) to start the next stage; a coalition is scored as its "
+            "last adapter on the previous stage's merged model" if lora else
+            "each stage a full fine-tune of the previous stage's model, with that model as its DPO reference")
+    return record
 
-    def __init__(self, setup: Setup, members: list[Member]):
-        self.setup, self.members = setup, members
+
+class CoalitionTrainer:
+    """Trains (or finds) coalition models; one instance per check, so counts are per check.
+
+    ``scratch`` holds the merged parents of LoRA sequential stages (needed only then)."""
+
+    def __init__(self, setup: Setup, members: list[Member], scratch: Path | None = None):
+        self.setup, self.members, self.scratch = setup, members, scratch
         self.cfg_hash = config_hash(setup.config)
         self.refs: dict[tuple[str, int], ModelRef] = {}
+        self.merged: dict[int, ModelRef] = {}  # sequential prefix mask -> its stages merged into one full model
         self.result = TrainedCoalitions(masks=[], margins={}, models={})
 
     def _train(self, mode: str, mask: int, parent: ModelRef, pairs: list[Pair], out: Path) -> ModelRef:
@@ -173,16 +209,49 @@ class CoalitionTrainer:
                 ref = self._train("owner", mask, base, list(owner.pairs), owner.model_dir)
                 self.refs[("owner", mask)] = ref
         elif mode == "sequential":
-            last = self.members[members[-1]]
-            parent = self.model(mode, mask & ~(1 << members[-1]))
-            out = self.setup.cache_dir / _key(parent.model_hash, last.data_hash, self.cfg_hash)
-            ref = self._train(mode, mask, parent, list(last.pairs), out)
+            ref = self._stage(mask, members)
         else:
             pairs = [pair for i in members for pair in self.members[i].pairs]
             out = self.setup.cache_dir / _key(base.model_hash, pairs_hash(pairs), self.cfg_hash)
             ref = self._train(mode, mask, base, pairs, out)
         self.refs[(mode, mask)] = ref
         return ref
+
+    def _stage(self, mask: int, members: list[int]) -> ModelRef:
+        """The last stage of a sequential coalition: DPO of its largest member's data from the prefix's model,
+        which is also the stage's reference."""
+        last, parent_mask = self.members[members[-1]], mask & ~(1 << members[-1])
+        parent = self.model("sequential", parent_mask)
+        if not self.setup.config.use_lora:
+            out = self.setup.cache_dir / _key(parent.model_hash, last.data_hash, self.cfg_hash)
+            return self._train("sequential", mask, parent, list(last.pairs), out)
+        start = self._merged(parent_mask)
+        out = self.setup.cache_dir / _key(start.model_hash, last.data_hash, self.cfg_hash)
+        adapter = self._train("sequential", mask, start, list(last.pairs), out)
+        # Scored as the adapter on the merged parent rather than merged itself: the same function (merging is
+        # exact up to float32 rounding; tests check 1e-4), the very forward TRL trained, and a coalition that is
+        # no other's prefix (half of them) is never merged and written out as a full model.
+        return ModelRef(adapter.path, merged_identity(start.model_hash, adapter.model_hash), base_path=start.path)
+
+    def _merged(self, mask: int) -> ModelRef:
+        """The sequential prefix ``mask`` as one full model: its parent's merged model with its last adapter
+        merged in (a singleton: π₀ with the owner's adapter)."""
+        if mask in self.merged:
+            return self.merged[mask]
+        if self.scratch is None:
+            raise ValueError("LoRA sequential stages need a scratch directory for the merged parent models")
+        ref = self.model("sequential", mask)
+        if ref.base_path is None:  # an owner's adapter on π₀
+            parent, identity = self.setup.base_dir, merged_identity(self.setup.base_hash, ref.model_hash)
+        else:  # a stage's adapter on its merged prefix, whose identity it already carries
+            parent, identity = ref.base_path, ref.model_hash
+        started = time.perf_counter()
+        path = merge_adapter(parent, ref.path, self.scratch / identity, identity=identity,
+                             tokenizer_dir=self.setup.base_dir)
+        self.result.merged += 1
+        self.result.merge_seconds += time.perf_counter() - started
+        self.merged[mask] = ModelRef(path, identity)
+        return self.merged[mask]
 
 
 def train_coalitions(setup: Setup, members: list[Member], masks: list[int], *, modes: tuple[str, ...],
@@ -192,12 +261,19 @@ def train_coalitions(setup: Setup, members: list[Member], masks: list[int], *, m
     unknown = set(modes) - set(MODES)
     if unknown or not modes:
         raise ValueError(f"modes must be a non-empty subset of {', '.join(MODES)}; got {modes!r}")
-    if setup.config.use_lora and "sequential" in modes:
-        raise ValueError("sequential coalitions need full fine-tuning (use_lora=False): a LoRA stage leaves an "
-                         "adapter, not a model the next stage can start from and use as its reference")
     if any(mask >> len(members) for mask in masks):
         raise ValueError(f"a coalition mask names an owner beyond the {len(members)} given")
-    trainer = CoalitionTrainer(setup, members)
+    if not (setup.config.use_lora and "sequential" in modes):
+        return _train_and_score(CoalitionTrainer(setup, members), masks, modes, score, base_scores, on_progress)
+    setup.cache_dir.mkdir(parents=True, exist_ok=True)
+    # Beside the cache (same disk, so merges publish by rename); gone when the check ends, even on failure.
+    with tempfile.TemporaryDirectory(dir=setup.cache_dir, prefix=".merged-") as scratch:
+        trainer = CoalitionTrainer(setup, members, Path(scratch))
+        return _train_and_score(trainer, masks, modes, score, base_scores, on_progress)
+
+
+def _train_and_score(trainer: CoalitionTrainer, masks: list[int], modes: tuple[str, ...], score: ScoreFn,
+                     base_scores: ScoreResult, on_progress: ProgressFn | None) -> TrainedCoalitions:
     owners = sorted({i for mask in masks for i in members_of(mask)})
     steps = [("owner", 1 << i) for i in owners] + plan(masks, modes)
     total, done = len(steps) + len(modes) * sum(1 for mask in masks if mask), 0
@@ -207,7 +283,7 @@ def train_coalitions(setup: Setup, members: list[Member], masks: list[int], *, m
         if on_progress:
             on_progress(done, total)
     result, scores = trainer.result, {}
-    result.masks = list(masks)
+    result.masks, result.method = list(masks), method_record(trainer.setup.config, modes)
     zero = np.zeros(len(base_scores.chosen), dtype=np.float64)
     for mode in modes:
         result.margins[mode], result.models[mode] = {}, {}

@@ -60,8 +60,9 @@ def _score_one(valuation_round, owner_model, key: str, pairs) -> None:
     ensure_scores(valuation_round, key=key, model_dir=model_dir, pairs=pairs)
 
 
-def ensure_scores(valuation_round, *, key: str, model_dir, pairs):
-    """The eval set's log-probs under the model in ``model_dir``: from the cache, else computed and cached."""
+def ensure_scores(valuation_round, *, key: str, model_dir, pairs, base_dir=None):
+    """The eval set's log-probs under the model in ``model_dir``: from the cache, else computed and cached.
+    An adapter applies to ``base_dir`` (default: the round's base model); the key must say which."""
     from valuation.engine import scoring
 
     eval_hash = score_eval_hash(valuation_round)
@@ -69,7 +70,8 @@ def ensure_scores(valuation_round, *, key: str, model_dir, pairs):
     if row is not None:
         return _as_result(row)
     started = time.perf_counter()
-    result = scoring.score_model(model_dir, valuation_round.base_model_path, pairs, runtime=runtime_of(valuation_round),
+    result = scoring.score_model(model_dir, base_dir or valuation_round.base_model_path, pairs,
+                                 runtime=runtime_of(valuation_round),
                                  max_length=eval_max_length(valuation_round))
     fault_point("scoring:scored")
     ScoreCache.objects.get_or_create(model_hash=key, eval_hash=eval_hash, defaults=dict(

@@ -68,11 +68,22 @@ def _fmt(x) -> str:
     return "—" if x is None else f"{x:+.3f}"
 
 
+def _method_lines(method: dict) -> list[str]:
+    """How the coalition models were made: full fine-tuning or LoRA, and how sequential stages were chained."""
+    if not method:
+        return []
+    lora = method.get("lora")
+    lines = [f"LoRA round (r {lora['r']}, α {lora['alpha']})" if lora else "full fine-tuning round"]
+    lines += [f"  {mode}: {method[mode]}" for mode in ("pooled", "sequential") if mode in method]
+    return lines
+
+
 def format_report(report: FidelityReport) -> str:
     t, h = report.trainings, report.headline
     lines = [f"\nfidelity check {report.pk} of round '{report.round.name}': {report.n_coalitions} coalitions "
              f"({'all' if report.exhaustive else 'stratified sample'}), {t['trained']} models trained now, "
              f"{t['reused']} found on disk, {t['total_seconds']:.0f} s",
+             *_method_lines(t.get("method") or {}),
              f"{'utility':<20}{'comp':<6}{'trained':<13}{'pearson':>8}{'spearman':>9}{'MAE':>8}{'ρ(φ)':>8}"
              f"{'max Δshare':>11}"]
     for r in report.correlations:
