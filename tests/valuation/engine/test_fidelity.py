@@ -1,5 +1,6 @@
 """Fidelity check engine: coalition sampling and planning, the report's statistics on games with known
-answers (fast), and real sequential/pooled coalition training on the tiny model (slow)."""
+answers (fast), and real sequential/pooled coalition training on the tiny model, full fine-tuning and
+LoRA (slow)."""
 
 from __future__ import annotations
 
@@ -196,3 +197,97 @@ def test_trained_coalitions_sequential_and_pooled_on_the_tiny_model(tiny_base_mo
                              base_scores=base_scores)
     assert again.trained == 0 and again.reused == 4 and all(cached for _, _, cached in calls)
     assert again.models == trained.models
+
+
+LORA = TrainingConfig(epochs=1, use_lora=True, lora_r=4, lora_alpha=8, learning_rate=5e-3, seed=0)
+
+
+def test_lora_sequential_needs_a_scratch_directory_for_its_merged_parents(tmp_path):
+    from valuation.engine.fidelity import CoalitionTrainer
+
+    setup = Setup(base_dir=tmp_path / "base", base_hash="b", config=LORA, cache_dir=tmp_path / "c")
+    trainer = CoalitionTrainer(setup, [])
+    trainer.refs[("sequential", 1)] = ModelRef(tmp_path / "owner", "o")
+    with pytest.raises(ValueError, match="need a scratch directory for the merged parent models"):
+        trainer._merged(1)
+
+
+def test_the_method_record_says_how_sequential_stages_were_chained():
+    from valuation.engine.fidelity import method_record
+
+    lora = method_record(LORA, ("sequential", "pooled"))
+    assert lora["fine_tune"] == "lora" and lora["lora"]["r"] == 4 and lora["sequential_stages"] == "lora_merged"
+    assert "merge_and_unload" in lora["sequential"] and "adapter on π₀" in lora["pooled"]
+    full = method_record(FAST, ("sequential",))
+    assert full == {"fine_tune": "full", "sequential_stages": "full", "sequential": full["sequential"]}
+
+
+@pytest.mark.slow
+def test_lora_coalitions_pooled_and_sequential_on_the_tiny_model(tiny_base_model, tmp_path, monkeypatch):
+    from valuation.engine.base_model import RECORD_FILES
+    from valuation.engine.hashing import directory_hash
+    from valuation.engine.lora_merge import merged_identity
+    from valuation.engine.scoring import is_adapter_dir
+
+    calls = []
+    real = dpo.train_owner_model
+
+    def counting(base_dir, pairs, out_dir, config, **kwargs):
+        result = real(base_dir, pairs, out_dir, config, **kwargs)
+        calls.append((Path(base_dir), kwargs["base_model_hash"], result))
+        return result
+
+    monkeypatch.setattr("valuation.engine.fidelity.train_owner_model", counting)
+    base_hash = directory_hash(tiny_base_model, exclude=RECORD_FILES)
+    members = [Member(name=kind, pairs=tuple(synthetic.owner_pairs(kind, size, seed)),
+                      model_dir=tmp_path / "owners" / kind)
+               for kind, size, seed in (("clean_mix", 16, 41), ("adversarial", 12, 42), ("noisy", 12, 43))]
+    eval_set = synthetic.eval_pairs(32, 1)
+    scored = {}
+
+    def score(ref: ModelRef):
+        if ref.base_path is not None:  # a sequential stage: its adapter on the merged previous stage
+            assert ref.base_path.is_dir() and not is_adapter_dir(ref.base_path)
+        scored[ref.model_hash] = ref
+        return score_model(ref.path, ref.base_path or tiny_base_model, eval_set)
+
+    base_scores = score_model(tiny_base_model, tiny_base_model, eval_set)
+    setup = Setup(base_dir=tiny_base_model, base_hash=base_hash, config=LORA, cache_dir=tmp_path / "coalitions")
+    masks = list(range(8))
+    trained = train_coalitions(setup, members, masks, modes=("sequential", "pooled"), score=score,
+                               base_scores=base_scores)
+
+    # 3 owner adapters, 4 pooled adapters on π₀, 4 sequential stages; {0}, {1} and {0, 1} are merged as parents.
+    assert trained.trained == 11 and trained.reused == 0 and trained.merged == 3
+    assert all(is_adapter_dir(result.path) for _, _, result in calls)
+    pooled_starts = [base for base, _, result in calls if result.path.parent == setup.cache_dir]
+    assert sum(1 for base in pooled_starts if base == tiny_base_model) == 4  # pooled: from π₀
+    stage_parents = {h for base, h, _ in calls if base != tiny_base_model}
+    assert len(stage_parents) == 3 and all(base.name in stage_parents for base, h, _ in calls if h in stage_parents)
+    owner = {i: calls[i][2].model_hash for i in range(3)}
+    seq, pooled = trained.models["sequential"], trained.models["pooled"]
+    assert seq[1] == pooled[1] == owner[0] and seq[3] != pooled[3]
+    parent_01, stage_01 = next((h, r) for _, h, r in calls if r.path == scored[seq[3]].path)
+    assert parent_01 == merged_identity(base_hash, owner[0]) and stage_01.metrics["n_pairs"] == 12
+    assert seq[3] == merged_identity(parent_01, stage_01.model_hash)  # {0, 1} = owner 0 ⊕ the {1} stage
+    assert scored[seq[7]].base_path.name == seq[3]  # {0,1,2} = the {2} stage on merged {0,1}
+    assert not list(setup.cache_dir.glob(".merged-*"))  # scratch merges are gone
+    assert trained.method["sequential_stages"] == "lora_merged"
+
+    owners = [score_model(m.model_dir, tiny_base_model, eval_set) for m in members]
+    D = delta_matrix(base_scores, owners)
+    for mode in ("sequential", "pooled"):
+        for i in range(3):
+            assert np.array_equal(trained.margins[mode][1 << i], D[i])
+        assert not np.allclose(trained.margins[mode][7], trained.margins[mode][1])
+    report = compare(D, np.array([16, 12, 12]), [m.name for m in members], beta=LORA.beta, trained=trained)
+    assert report["exhaustive"] and all(r["spearman"] is not None for r in report["correlations"])
+
+    # A second check trains nothing; it rebuilds the scratch merges and scores the same models alike.
+    calls.clear()
+    again = train_coalitions(setup, members, masks, modes=("sequential", "pooled"), score=score,
+                             base_scores=base_scores)
+    assert again.trained == 0 and again.reused == 11 and again.merged == 3 and again.models == trained.models
+    for mode in ("sequential", "pooled"):
+        for mask in masks:
+            np.testing.assert_allclose(again.margins[mode][mask], trained.margins[mode][mask], atol=1e-6)
