@@ -112,7 +112,9 @@ def test_verify_round_prints_the_correlation_table(done_round):
     report = finished_report(done_round)
     report.trainings = {"trained": 2, "reused": 2, "seconds": 5.0, "total_seconds": 7.5}
     text = format_report(report)
-    assert "4 coalitions (all), 2 models trained now, 2 found on disk" in text
+    assert "4 coalitions (all), 2 models trained now, 2 found on disk" in text and "round" not in text.split("\n")[2]
+    report.trainings["method"] = {"fine_tune": "lora", "lora": {"r": 8, "alpha": 16}, "sequential": "merged stages"}
+    assert "LoRA round (r 8, α 16)\n  sequential: merged stages\nutility" in format_report(report)
     assert "preference_accuracy sum   sequential *   +0.970   +0.950  0.0200  +1.000      0.040" in text
     assert "largest payout difference 4.0% of the pool (4.00 USD, alice)" in text
     with pytest.raises(CommandError, match="no round 'nope'"):
@@ -179,3 +181,34 @@ def test_verify_command_refuses_a_round_whose_data_changed(trained_round):
     with pytest.raises(CommandError, match="clean's data changed since the round ran"):
         call_command("verify_round", str(trained_round.pk), stdout=StringIO())
     assert FidelityReport.objects.get(round=trained_round).status == FidelityReport.Status.FAILED
+
+
+@pytest.fixture
+def lora_round(tiny_base_model, isolated_artifacts):
+    add_owner("clean", synthetic.owner_pairs("clean_mix", 16, 31))
+    add_owner("adversary", synthetic.owner_pairs("adversarial", 12, 32))
+    eval_set = add_eval_set("eval", synthetic.eval_pairs(24, 2))
+    r = services.round_create(name="lora", pool="500.00", eval_set=eval_set, base_model_dir=str(tiny_base_model),
+                              training={"epochs": 1, "use_lora": True, "lora_r": 4, "lora_alpha": 8,
+                                        "learning_rate": 5e-3})
+    return services.round_execute(round_id=r.pk)
+
+
+@pytest.mark.slow
+def test_verify_a_lora_round_pooled_and_sequential(lora_round, isolated_artifacts):
+    out = StringIO()
+    call_command("verify_round", "lora", stdout=out)
+    report = FidelityReport.objects.get(round=lora_round)
+    assert report.status == FidelityReport.Status.DONE and report.error == "" and report.exhaustive
+    t = report.trainings
+    assert t["trained"] == 2 and t["merged"] == 1  # {adversary, clean} both ways; owner 0 merged as the parent
+    assert t["method"]["fine_tune"] == "lora" and t["method"]["sequential_stages"] == "lora_merged"
+    assert "LoRA round (r 4, α 8)" in out.getvalue() and "merge_and_unload" in out.getvalue()
+    for entry in report.coalitions:
+        if entry["size"] <= 1:  # ∅ is π₀, a singleton the owner's own adapter: exact in both modes
+            for mode in ("sequential", "pooled"):
+                assert entry["trained"][mode] == entry["arithmetic"]["sum"]
+    pair = next(e for e in report.coalitions if e["size"] == 2)
+    assert pair["models"]["sequential"] != pair["models"]["pooled"]
+    assert ScoreCache.objects.filter(eval_hash=lora_round.eval_set_hash).count() == 3 + 2
+    assert not list((isolated_artifacts / "coalition_models").glob(".merged-*"))  # scratch merges removed
