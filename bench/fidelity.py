@@ -50,7 +50,7 @@ def parse_args():
     parser.add_argument("--beta", type=float, default=TrainingConfig().beta)
     parser.add_argument("--loss", nargs="+", default=list(TrainingConfig().loss_types),
                         help="TRL loss types, e.g. sigmoid sft (default) or sigmoid")
-    parser.add_argument("--lora", action="store_true", help="pooled mode only: LoRA adapters")
+    parser.add_argument("--lora", action="store_true", help="LoRA adapters (sequential stages are merged before the next; bench/real_fidelity.py for real models)")
     parser.add_argument("--n-pairs", type=int, default=None, help="pairs per owner (default: the demo's, 150)")
     parser.add_argument("--n-eval", type=int, default=synthetic.DEMO_EVAL_PAIRS)
     parser.add_argument("--seed", type=int, default=0)
