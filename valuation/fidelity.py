@@ -4,8 +4,8 @@ An admin asks for one (web/API "verify", `manage.py verify_round`); `fidelity_re
 records it and queues a Celery task after commit, `fidelity_run` does the work in the
 worker (or in the foreground for the command). The engine (engine/fidelity.py) trains
 each checked coalition's model sequentially and/or pooled with the round's own training
-config, content-addressed under ARTIFACTS_DIR/coalition_models so nothing is trained
-twice; their eval-set scores go to the same ScoreCache as owner models'. The report
+config (on a LoRA round: adapters, sequential stages merged into their successors' start),
+content-addressed under ARTIFACTS_DIR/coalition_models so nothing is trained twice; their eval-set scores go to the same ScoreCache as owner models'. The report
 (engine/fidelity_stats.py) is stored on a FidelityReport row of the round.
 """
 from __future__ import annotations
