@@ -376,6 +376,9 @@ class FidelityReport(models.Model):
         note = (f"{h['composition']} composition vs. {h['mode']} DPO on {h['n']} coalitions"
                 f"{' (all)' if self.exhaustive else ' (stratified sample)'}; largest payout difference: "
                 f"{h['max_payout_diff_owner']}.")
+        if (self.trainings.get("method") or {}).get("fine_tune") == "lora":
+            note += (" Coalitions trained as LoRA adapters, like the owners'; each sequential stage was merged into "
+                     "the model the next stage started from.")
         return {"metric": names.get(h["utility"], h["utility"]), "mode": h["mode"], "composition": h["composition"],
                 "note": note, "summary": {k: v for k, v in summary.items() if v is not None}, "rows": rows,
                 "report_id": self.pk}

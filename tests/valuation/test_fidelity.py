@@ -103,7 +103,9 @@ def test_the_round_page_gets_the_latest_finished_check(done_round):
     assert page["summary"]["Spearman ρ"] == 0.95
     assert page["rows"][3] == {"label": "{alice, bob}", "mask": 3, "trained": pytest.approx(0.77),
                                "composed": pytest.approx(0.8)}
-    assert "sum composition vs. sequential DPO on 4 coalitions (all)" in page["note"]
+    assert "sum composition vs. sequential DPO on 4 coalitions (all)" in page["note"] and "LoRA" not in page["note"]
+    FidelityReport.objects.filter(pk=report.pk).update(trainings={"method": {"fine_tune": "lora"}})
+    assert "trained as LoRA adapters" in ValuationRound.objects.get(pk=done_round.pk).fidelity["note"]
 
 
 def test_verify_round_prints_the_correlation_table(done_round):
