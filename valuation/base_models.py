@@ -61,7 +61,7 @@ def base_model_import(*, name: str, hf_dir: str | Path | None = None, gguf_file:
     _check_name(name)
     existing = BaseModel.objects.filter(name=name).first()
     source_hash = _source_hash(kind, source)
-    if existing is not None and source_hash and existing.source_hash == source_hash:
+    if existing is not None and source_hash and existing.source_hash == source_hash and _intact(existing):
         return ImportResult(existing, created=False)  # the same file: converting it again gives the same model
     root = base_models_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,9 @@ def base_model_import(*, name: str, hf_dir: str | Path | None = None, gguf_file:
         _write(kind, source, staging)
         content_hash = model_dir_hash(staging)
         if existing is not None:
-            return ImportResult(_same_or_refuse(existing, content_hash), created=False)
+            _same_or_refuse(existing, content_hash)
+            _place(staging, Path(existing.path), content_hash)  # puts back a directory lost since registration
+            return ImportResult(existing, created=False)
         row = _register(name, staging, kind=kind, source=source, source_hash=source_hash,
                         content_hash=content_hash, created_by=created_by)
         return ImportResult(row, created=True)
@@ -141,13 +143,16 @@ def _write(kind: str, source: Path, out: Path) -> None:
         raise ValidationError(f"cannot import '{source}': {exc}") from exc
 
 
-def _same_or_refuse(existing: BaseModel, content_hash: str) -> BaseModel:
+def _intact(model: BaseModel) -> bool:
+    return (Path(model.path) / "config.json").is_file()
+
+
+def _same_or_refuse(existing: BaseModel, content_hash: str) -> None:
     if existing.content_hash != content_hash:
         raise ValidationError(
             f"a base model named '{existing.name}' is already registered with different content "
             f"(hash {existing.content_hash[:12]}…, this one {content_hash[:12]}…); registered models are never "
             "replaced (rounds used them): choose another --name")
-    return existing
 
 
 def _register(name: str, staging: Path, *, kind, source, source_hash, content_hash, created_by) -> BaseModel:

@@ -69,6 +69,9 @@ def test_import_from_an_hf_dir_registers_its_card_and_copy(llama_dir, artifacts)
     assert not (target / "build.json").exists() and (target / "tokenizer.json").is_file()
     again = run("--hf-dir", str(src), "--name", "tiny-llama")
     assert "already registered with this content; nothing to do" in again and BaseModel.objects.count() == 1
+    shutil.rmtree(target)  # lost from the artifacts: importing the same content again puts it back
+    run("--hf-dir", str(src), "--name", "tiny-llama")
+    assert model_dir_hash(target) == model.content_hash and BaseModel.objects.count() == 1
 
 
 def test_a_name_holding_other_content_is_refused(llama_dir, artifacts, tmp_path, tiny_tokenizer_dir):
