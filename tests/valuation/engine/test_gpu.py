@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from valuation.engine import runtime, synthetic
+from valuation.engine import runtime
 from valuation.engine.dpo import RECORD, train_owner_model
 from valuation.engine.runtime import Runtime
 from valuation.engine.scoring import delta_matrix, score_model
