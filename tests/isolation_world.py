@@ -26,7 +26,7 @@ from tests.conftest import jsonl_bytes, make_pairs
 from tests.dashboards import write_data_quality
 from valuation import ledger, services
 from valuation.models import (
-    CoalitionGeneration, CoalitionUtility, FidelityReport, ObjectiveValue, OwnerModel, OwnerValue, Payout, RoundOwner,
+    BaseModel, CoalitionGeneration, CoalitionUtility, FidelityReport, ObjectiveValue, OwnerModel, OwnerValue, Payout, RoundOwner,
     RoundTask, ScoreCache, ValuationRound,
 )
 
@@ -74,10 +74,18 @@ def _contribute(owner, name: str, records) -> Contribution:
     return contribution_create(owner=owner, file=io.BytesIO(jsonl_bytes(records)), filename=name)
 
 
+def _base_model() -> BaseModel:
+    """The registered base model every round of the world ran on (staff-only API and admin rows)."""
+    return BaseModel.objects.get_or_create(name="tiny", defaults=dict(
+        path="/models/tiny", source_kind=BaseModel.Source.BUILT, source="/models/tiny", architecture="LlamaForCausalLM",
+        n_parameters=1_000_000, context_length=256, has_chat_template=False, dtype="float32",
+        content_hash="0" * 64))[0]
+
+
 def _round(name: str, eval_set: EvalSet, status: str) -> ValuationRound:
     return ValuationRound.objects.create(
         name=name, eval_set=eval_set, eval_set_hash=eval_set.sha256, base_model_path="/models/tiny",
-        base_model_hash="0" * 64, pool=Decimal("100"), status=status)
+        base_model_hash="0" * 64, base_model=_base_model(), pool=Decimal("100"), status=status)
 
 
 def _take_part(valuation_round, owner, index: int, contribution, o: dict | None = None) -> None:

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import (CoalitionGeneration, CoalitionUtility, DataQualityReport, ObjectiveValue, OwnerModel, OwnerValue,
+from .models import (BaseModel, CoalitionGeneration, CoalitionUtility, DataQualityReport, ObjectiveValue, OwnerModel, OwnerValue,
                      Payout, RoundExclusion, RoundOwner, RoundTask, ScoreCache, ValuationRound)
 
 
@@ -20,11 +20,24 @@ class RoundExclusionInline(admin.TabularInline):
     max_num = 0
 
 
+@admin.register(BaseModel)
+class BaseModelAdmin(admin.ModelAdmin):
+    """Read-only: a registered model is written by import_base_model and never edited (rounds record its hash)."""
+
+    list_display = ["name", "architecture", "n_parameters", "context_length", "has_chat_template", "dtype",
+                    "source_kind", "created_at"]
+    readonly_fields = ["name", "path", "source_kind", "source", "source_hash", "architecture", "n_parameters",
+                       "context_length", "has_chat_template", "dtype", "content_hash", "created_at", "created_by"]
+
+    def has_add_permission(self, request):
+        return False
+
+
 @admin.register(ValuationRound)
 class ValuationRoundAdmin(admin.ModelAdmin):
     list_display = ["name", "status", "utility", "composition", "pool", "currency", "created_at", "approved_at"]
     list_filter = ["status", "utility", "composition"]
-    readonly_fields = ["config", "progress", "timings", "base_model_hash", "eval_set_hash", "utilities_hash",
+    readonly_fields = ["config", "progress", "timings", "base_model", "base_model_hash", "eval_set_hash", "utilities_hash",
                        "runner", "heartbeat_at", "approved_at", "approved_by"]
     inlines = [RoundOwnerInline, RoundExclusionInline]
 

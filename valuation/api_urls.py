@@ -3,6 +3,7 @@ from django.urls import path
 from . import apis, ledger_apis, quality_apis, screening_apis
 
 urlpatterns = [
+    path("base-models/", apis.BaseModelListApi.as_view(), name="base-models"),
     path("rounds/", apis.RoundListCreateApi.as_view(), name="rounds"),
     path("rounds/<int:round_id>/", apis.RoundDetailApi.as_view(), name="round"),
     path("rounds/<int:round_id>/values/", apis.RoundValuesApi.as_view(), name="round-values"),

@@ -12,8 +12,8 @@ from rest_framework.views import APIView
 
 from marketplace.models import EvalSet
 
-from . import fidelity, selectors, services
-from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, PayoutPolicy,
+from . import base_models, fidelity, selectors, services
+from .models import (BaseModel, CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, PayoutPolicy,
                      RoundExclusion, RoundOwner, RoundTask, Utility, ValuationRound)
 
 
@@ -24,6 +24,7 @@ class RoundOutputSerializer(serializers.ModelSerializer):
     """Staff (context `staff`) read the round's recorded error in full; anyone else a plain line."""
 
     eval_set = serializers.CharField(source="eval_set.name")
+    base_model_name = serializers.CharField(source="base_model.name", default=None, read_only=True)
     n_owners = serializers.IntegerField(source="participants.count")
     error = serializers.SerializerMethodField()
 
@@ -33,7 +34,7 @@ class RoundOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ValuationRound
         fields = ["id", "name", "status", "progress", "timings", "error", "eval_set", "eval_set_hash",
-                  "base_model_path", "base_model_hash", "utility", "composition", "payout_policy", "estimator",
+                  "base_model_name", "base_model_path", "base_model_hash", "utility", "composition", "payout_policy", "estimator",
                   "estimator_used", "n_evaluations", "stopped_because", "misallocation_bound",
                   "seed", "config", "pool", "currency", "decimals", "n_owners", "payout_note", "utilities_hash",
                   "created_at",
@@ -54,7 +55,9 @@ class RoundInputSerializer(serializers.Serializer):
     currency = serializers.CharField(max_length=3, default="USD",
                                      help_text="ISO 4217 code; the round pays in its minor unit (JPY 0 decimals)")
     eval_set = serializers.SlugRelatedField(slug_field="name", queryset=EvalSet.objects.all())
-    base_model = serializers.CharField(max_length=500)
+    base_model = serializers.CharField(
+        max_length=500, help_text="a registered base model's name (GET /api/base-models/); for older clients, the "
+                                  "directory of a registered one. Unregistered directories are refused.")
     utility = serializers.ChoiceField(choices=Utility.choices, default=Utility.PREFERENCE_ACCURACY)
     composition = serializers.ChoiceField(choices=Composition.choices, default=Composition.SUM)
     estimator = serializers.ChoiceField(choices=Estimator.choices, default=Estimator.AUTO)
@@ -107,10 +110,11 @@ class RoundListCreateApi(APIView):
         serializer = RoundInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        base_model = base_models.base_model_get(data["base_model"])
         with transaction.atomic():
             valuation_round = services.round_create(
                 name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
-                base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
+                base_model=base_model, utility=data["utility"], composition=data["composition"],
                 estimator=data["estimator"], seed=data["seed"], beta=data.get("beta"), training=data["training"],
                 owners=data.get("owners"), budget=data.get("budget"), target=data.get("target"),
                 objectives=data.get("objectives"), payout_objective=data.get("payout_objective"),
@@ -120,6 +124,23 @@ class RoundListCreateApi(APIView):
             valuation_round = services.round_queue(valuation_round=valuation_round)
         return Response(RoundOutputSerializer(valuation_round, context={"staff": True}).data,
                         status=status.HTTP_201_CREATED)
+
+
+class BaseModelOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BaseModel
+        fields = ["name", "architecture", "n_parameters", "context_length", "has_chat_template", "dtype",
+                  "content_hash", "source_kind", "source", "created_at"]
+
+
+class BaseModelListApi(APIView):
+    """GET (staff): the registered base models a round can be created on."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=BaseModelOutputSerializer(many=True))
+    def get(self, request):
+        return Response(BaseModelOutputSerializer(BaseModel.objects.all(), many=True).data)
 
 
 class RoundUnitOutputSerializer(serializers.ModelSerializer):

@@ -1,11 +1,11 @@
 from django import forms
-from django.conf import settings
 
 from config import money
 from marketplace.models import EvalSet, Payee
 from marketplace.payees import verified_payees_with_data
 
-from .models import Composition, Estimator, PayoutPolicy, Utility
+from .base_models import base_model_find
+from .models import BaseModel, Composition, Estimator, PayoutPolicy, Utility
 
 
 class PayeeChoiceField(forms.ModelMultipleChoiceField):
@@ -15,6 +15,28 @@ class PayeeChoiceField(forms.ModelMultipleChoiceField):
 
 def _verified_payee_names() -> list[str]:
     return list(verified_payees_with_data().values_list("name", flat=True))
+
+
+class BaseModelChoiceField(forms.ModelChoiceField):
+    """A registered base model, shown with its card; a posted directory of a registered one is that one."""
+
+    def label_from_instance(self, obj):
+        return (f"{obj.name} — {obj.n_parameters / 1e6:,.1f}M parameters, "
+                f"chat template {'yes' if obj.has_chat_template else 'no'}")
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        found = base_model_find(str(value))
+        if found is None:
+            raise forms.ValidationError(f"no registered base model '{value}'; staff add one with "
+                                        "`manage.py import_base_model`", code="invalid_choice")
+        return found
+
+
+def _default_base_model():
+    first = BaseModel.objects.first()
+    return first.name if first else None
 
 
 class RoundForm(forms.Form):
@@ -29,8 +51,9 @@ class RoundForm(forms.Form):
     currency = forms.ChoiceField(choices=[(code, code) for code in sorted(money.CURRENCIES)], initial="USD",
                                  help_text="ISO 4217; amounts are paid in its minor unit (JPY 0 decimals, KWD 3)")
     eval_set = forms.ModelChoiceField(queryset=EvalSet.objects.all(), to_field_name="name")
-    base_model = forms.CharField(max_length=500, help_text="local Hugging Face causal-LM directory",
-                                 initial=lambda: str(settings.ARTIFACTS_DIR / "base_model"))
+    base_model = BaseModelChoiceField(queryset=BaseModel.objects.all(), to_field_name="name",
+                                      initial=_default_base_model, empty_label=None,
+                                      help_text="a registered base model (manage.py import_base_model)")
     utility = forms.ChoiceField(choices=Utility.choices)
     composition = forms.ChoiceField(choices=Composition.choices)
     estimator = forms.ChoiceField(choices=Estimator.choices)

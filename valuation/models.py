@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from config.ids import random_id
@@ -42,6 +42,42 @@ class Estimator(models.TextChoices):
     STRUCTURED = "structured", "structured (analytic prior + control-variate sampling)"
 
 
+class BaseModel(models.Model):
+    """A base model the marketplace holds: a plain Hugging Face directory under ARTIFACTS_DIR/base_models/<name>,
+    written once by `import_base_model` (or `build_base_model`) and never replaced, since rounds trained on it.
+    `content_hash` is the hash rounds record as `base_model_hash` (stages/common.model_dir_hash)."""
+
+    class Source(models.TextChoices):
+        HF_DIR = "hf_dir", "Hugging Face directory"
+        GGUF = "gguf", "GGUF file (dequantised to float32)"
+        PACKAGE = "package", "installed package's GGUF file"
+        BUILT = "built", "built here (build_base_model)"
+
+    # A directory name and an API/CLI handle: no separators, no leading dot.
+    name = models.CharField(max_length=64, unique=True, validators=[RegexValidator(
+        r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "a base model name is letters, digits, '.', '_' and '-', starting with a "
+        "letter or digit (e.g. smollm2-135m-instruct)")])
+    path = models.CharField(max_length=500)
+    source_kind = models.CharField(max_length=16, choices=Source.choices)
+    source = models.CharField(max_length=500)  # where it came from: a path, a file, a package
+    source_hash = models.CharField(max_length=64, blank=True)  # of the source: a repeated import is known unread
+    architecture = models.CharField(max_length=100)
+    n_parameters = models.BigIntegerField()
+    context_length = models.PositiveIntegerField()
+    has_chat_template = models.BooleanField()
+    dtype = models.CharField(max_length=16)
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ValuationRound(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "draft"
@@ -64,6 +100,8 @@ class ValuationRound(models.Model):
     eval_set_hash = models.CharField(max_length=64)
     base_model_path = models.CharField(max_length=500)
     base_model_hash = models.CharField(max_length=64)
+    # The registered base model the round ran on; null for a raw directory (CLI) and for older rounds.
+    base_model = models.ForeignKey(BaseModel, null=True, blank=True, on_delete=models.PROTECT, related_name="rounds")
     utility = models.CharField(max_length=32, choices=Utility.choices, default=Utility.PREFERENCE_ACCURACY)
     composition = models.CharField(max_length=8, choices=Composition.choices, default=Composition.SUM)
     estimator = models.CharField(max_length=16, choices=Estimator.choices, default=Estimator.AUTO)

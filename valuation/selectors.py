@@ -60,7 +60,7 @@ def contribution_used_in_round(*, contribution) -> bool:
 
 
 def round_list() -> QuerySet[ValuationRound]:
-    return ValuationRound.objects.select_related("eval_set")
+    return ValuationRound.objects.select_related("eval_set", "base_model")
 
 
 def round_list_for(*, user) -> QuerySet[ValuationRound]:

@@ -33,7 +33,8 @@ from .engine.sampling import DEFAULT_TARGET  # stop sampling once ≤ 1% of the 
 from .leases import holder_alive as _runner_alive
 from .leases import process_id as _runner_id
 from .ledger import payout_correct  # noqa: F401  (corrections of approved payouts live in ledger.py)
-from .models import Composition, Estimator, Payout, PayoutPolicy, RoundExclusion, RoundOwner, Utility, ValuationRound
+from .models import (BaseModel, Composition, Estimator, Payout, PayoutPolicy, RoundExclusion, RoundOwner, Utility,
+                     ValuationRound)
 from .stages.common import SnapshotChanged, snapshot_check
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ def _parse_pool(pool, *, currency: str, decimals: int) -> Decimal:
                               max_digits=column.max_digits, decimal_places=column.decimal_places)
 
 
-def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, utility: str = Utility.PREFERENCE_ACCURACY,
+def round_create(*, name: str, pool, eval_set: EvalSet, base_model: BaseModel | None = None,
+                 base_model_dir: str | None = None, utility: str = Utility.PREFERENCE_ACCURACY,
                  composition: str = Composition.SUM, estimator: str = Estimator.AUTO, seed: int = 0,
                  currency: str = "USD", decimals: int | None = None, training: dict | None = None,
                  beta: float | None = None,
@@ -81,9 +83,7 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     amount = _parse_pool(pool, currency=currency, decimals=decimals)
     if ValuationRound.objects.filter(name=name).exists():
         raise ValidationError(f"a round named '{name}' already exists")
-    base_dir = Path(base_model_dir).expanduser().resolve()
-    if not (base_dir / "config.json").is_file():
-        raise ValidationError(f"'{base_model_dir}' is not a Hugging Face model directory (no config.json)")
+    base_dir, base_model = _base_model_resolve(base_model, base_model_dir)
     participants = _participants(owners)
     reward = objectives_module.reward_settings_for(utility, objectives=objectives, payout_objective=payout_objective,
                                                    decoding=decoding, prompts=prompts, seed=seed,
@@ -105,10 +105,11 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     config["eval_lengths"] = lengths.eval_set_check(eval_set, base_dir=base_dir, config=config)
     usable = lengths.usable_or_refuse(checks)
     config["excluded_owners"] = len(checks) - len(usable)  # the pages read RoundExclusion only when there are some
+    base_hash = _base_model_hash(base_dir, base_model)
     with transaction.atomic():
         valuation_round = ValuationRound(
             name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
-            base_model_path=str(base_dir), base_model_hash=stages.model_dir_hash(base_dir), utility=utility,
+            base_model_path=str(base_dir), base_model_hash=base_hash, base_model=base_model, utility=utility,
             composition=composition, estimator=estimator, payout_policy=payout_policy, seed=seed, config=config,
             pool=amount, currency=currency, decimals=decimals, status=ValuationRound.Status.DRAFT,
             data_quality=data_quality, progress={stage: {"done": 0, "total": 0} for stage in ValuationRound.STAGES})
@@ -123,6 +124,29 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     logger.info("round %s created with %d owners (%d excluded)", valuation_round.pk, len(usable),
                 len(checks) - len(usable))
     return valuation_round
+
+
+def _base_model_resolve(base_model: BaseModel | None, base_model_dir: str | None) -> tuple[Path, BaseModel | None]:
+    if (base_model is None) == (base_model_dir is None):
+        raise ValidationError("give the base model either as a registered one or as a directory, not both or neither")
+    if base_model is not None:
+        if not (Path(base_model.path) / "config.json").is_file():
+            raise ValidationError(f"registered base model '{base_model.name}': its directory {base_model.path} is "
+                                  "missing or incomplete; re-import it")
+        return Path(base_model.path), base_model
+    base_dir = Path(base_model_dir).expanduser().resolve()
+    if not (base_dir / "config.json").is_file():
+        raise ValidationError(f"'{base_model_dir}' is not a Hugging Face model directory (no config.json)")
+    return base_dir, BaseModel.objects.filter(path=str(base_dir)).first()
+
+
+def _base_model_hash(base_dir: Path, base_model: BaseModel | None) -> str:
+    """The hash the round records; for a registered model it must still be the one registered."""
+    digest = stages.model_dir_hash(base_dir)
+    if base_model is not None and digest != base_model.content_hash:
+        raise ValidationError(f"base model '{base_model.name}': the files in {base_dir} changed since it was "
+                              "registered (content hash differs); re-import it under a new name")
+    return digest
 
 
 def _check_budget(budget: int | None, target: float | None, estimator: str, n: int) -> tuple[int, float]:

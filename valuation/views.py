@@ -40,7 +40,7 @@ def round_new(request):
             with transaction.atomic():
                 valuation_round = services.round_create(
                     name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
-                    base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
+                    base_model=data["base_model"], utility=data["utility"], composition=data["composition"],
                     estimator=data["estimator"], seed=data["seed"], budget=data.get("budget"),
                     data_quality=data["data_quality"], owners=[p.name for p in data["owners"]] or None,
                     payout_policy=data["payout_policy"] or PayoutPolicy.CLIP, created_by=request.user,

@@ -27,7 +27,8 @@ from marketplace.services import contribution_create, eval_set_create, owner_cre
 from tests.browser.conftest import screenshot
 from tests.conftest import PASSWORD, jsonl_bytes, make_pairs, verified_owner
 from tests.dashboards import round_for, write_data_quality, write_objective_values, write_results
-from valuation.models import Payout, ValuationRound
+from valuation.models import BaseModel, Payout, ValuationRound
+from valuation.stages.common import model_dir_hash
 
 pytestmark = pytest.mark.browser
 WAIT = 20  # seconds; the page polls every second
@@ -72,15 +73,16 @@ def sign_in(driver, base: str, username: str, password: str = PASSWORD) -> None:
     wait_until(driver, lambda d: "/login/" not in d.current_url, f"{username} could not sign in")
 
 
-def start_round(driver, base: str, name: str, base_model: Path, pool: str = "1000.00",
+def start_round(driver, base: str, name: str, base_model: str, pool: str = "1000.00",
                 eval_set: str = "heldout") -> None:
-    """Fill in and submit the new-round form as a signed-in staff user; wait for the round's page."""
+    """Fill in and submit the new-round form as a signed-in staff user (``base_model``: a registered
+    base model's name); wait for the round's page."""
     from selenium.webdriver.support.ui import Select
 
     driver.get(base + "/rounds/new/")
     fill(driver, "id_name", name)
     fill(driver, "id_pool", pool)
-    fill(driver, "id_base_model", str(base_model))
+    Select(driver.find_element("id", "id_base_model")).select_by_value(base_model)
     Select(driver.find_element("id", "id_eval_set")).select_by_value(eval_set)
     submit(driver)
     wait_until(driver, lambda d: "/rounds/new/" not in d.current_url, f"round {name} was not created")
@@ -143,10 +145,14 @@ def test_owner_uploads_staff_run_and_approve_a_round_owner_reads_statement(brows
     model_dir = tmp_path / "model"  # a config and a tokenizer: enough to create a round (it is never run here)
     shutil.copytree(tiny_tokenizer_dir, model_dir)
     (model_dir / "config.json").write_text('{"model_type": "llama"}')
+    BaseModel.objects.create(name="browser-model", path=str(model_dir.resolve()), source_kind="hf_dir",
+                             source=str(model_dir), architecture="LlamaForCausalLM", n_parameters=0,
+                             context_length=0, has_chat_template=False, dtype="float32",
+                             content_hash=model_dir_hash(model_dir))
 
     # --- staff start a round through the form
     sign_in(browser, base, staff_user.username)
-    start_round(browser, base, "browser-round", model_dir)
+    start_round(browser, base, "browser-round", "browser-model")
     assert "queued" in browser.page_source
     valuation_round = ValuationRound.objects.get(name="browser-round")
     assert browser.current_url.endswith(f"/rounds/{valuation_round.pk}/")

@@ -58,7 +58,8 @@ eval_set_create(name="heldout", file=jsonl(synthetic.eval_pairs(100, 0)), filena
 
 @pytest.fixture
 def stack(tmp_path):
-    """`manage.py serve` on a free port over a fresh database; yields (base url, database path, process)."""
+    """`manage.py serve` on a free port over a fresh database; yields (base url, database path, process, a
+    function running another management command on the same database and artifacts)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_")) and k != "DATABASE_URL"}
     database = tmp_path / "db.sqlite3"
     env.update(DJANGO_SETTINGS_MODULE="config.settings.base", DATABASE_URL=f"sqlite:///{database}",
@@ -66,6 +67,10 @@ def stack(tmp_path):
                CACHE_URL=f"filecache://{tmp_path}/cache",
                DJANGO_ALLOWED_HOSTS="127.0.0.1", DJANGO_DEBUG="False", PYTHONPATH=str(ROOT))
     manage = [sys.executable, "manage.py"]
+
+    def run_manage(*args):  # a management command against this stack's database and artifacts
+        subprocess.run([*manage, *args], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+
     subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
     subprocess.run([*manage, "shell", "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
     port = free_port()
@@ -75,7 +80,7 @@ def stack(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for_server(port, server, tmp_path / "serve.log")
-        yield base, database, server
+        yield base, database, server, run_manage
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
@@ -113,9 +118,10 @@ def _progress(driver) -> dict:
 
 
 def test_staff_run_a_real_round_and_watch_it_finish_in_the_browser(browser, stack, tiny_base_model):
-    base, database, server = stack
+    base, database, server, run_manage = stack
+    run_manage("import_base_model", "--hf-dir", str(tiny_base_model), "--name", "tiny-demo")
     sign_in(browser, base, "staff")
-    start_round(browser, base, "real-round", tiny_base_model)
+    start_round(browser, base, "real-round", "tiny-demo")
     (round_id,) = _rows(database, "SELECT id FROM valuation_valuationround WHERE name = 'real-round'")[0]
     assert browser.current_url.endswith(f"/rounds/{round_id}/")
     js(browser, "window.sameDocument = true;")  # survives only if the page is never reloaded

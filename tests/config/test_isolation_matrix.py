@@ -61,7 +61,7 @@ ACCESS = {
     "valuation:my-payouts": ANY_USER_PAGE,
     "api:token": dict.fromkeys(ROLES, 405), "api:schema": PUBLIC, "api:docs": PUBLIC,
     "api:contributions": ANY_USER_API, "api:contribution": OWN_API, "api:contribution-download": OWN_API,
-    "api:eval-sets": STAFF_API,
+    "api:eval-sets": STAFF_API, "api:base-models": STAFF_API,
     "api:rounds": ANY_USER_API, "api:round": ANY_USER_API, "api:round-values": ANY_USER_API,
     "api:round-payouts": ANY_USER_API, "api:round-ledger": ANY_USER_API, "api:round-fidelity": ANY_USER_API,
     "api:round-approve": STAFF_POST_API, "api:round-verify": STAFF_POST_API,

@@ -23,14 +23,22 @@ def add_eval_set(name: str, pairs):
 
 
 @pytest.fixture
-def fake_model_dir(tmp_path, tiny_tokenizer_dir):
+def fake_model_dir(tmp_path, tiny_tokenizer_dir, db):
     """Enough of a model directory for validation and the length check: a config and a tokenizer, no
-    weights (real rounds use `tiny_base_model`)."""
+    weights (real rounds use `tiny_base_model`). Registered as base model `fake` (as import_base_model
+    would, minus the weights it checks for), so the web form and the API, which take registered models
+    only, accept it by name or by this path."""
     import shutil
+
+    from valuation.models import BaseModel
+    from valuation.stages.common import model_dir_hash
 
     path = tmp_path / "model"
     shutil.copytree(tiny_tokenizer_dir, path)
     (path / "config.json").write_text('{"model_type": "llama"}')
+    BaseModel.objects.create(name="fake", path=str(path.resolve()), source_kind="hf_dir", source=str(path),
+                             architecture="LlamaForCausalLM", n_parameters=0, context_length=0,
+                             has_chat_template=False, dtype="float32", content_hash=model_dir_hash(path))
     return path
 
 

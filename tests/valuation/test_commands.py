@@ -59,6 +59,8 @@ def test_demo_command_sets_up_the_marketplace_and_runs_a_round(tiny_base_model, 
     assert "mallory: upload refused as expected" in text and "admin / admin-demo-pass" in text
     r = ValuationRound.objects.get(name="demo-round")
     assert r.status == "done" and r.participants.count() == len(synthetic.DEMO_OWNERS)
+    # The demo registers its tiny model and runs its rounds on it by name.
+    assert r.base_model.name == "tiny-demo" and r.base_model_hash == r.base_model.content_hash
     # The demo's staff verify its owners (each its own payee); the refused copier stays unverified.
     assert "alice: payee 'alice' verified" in text
     assert sorted(r.participants.values_list("payee__name", flat=True)) == \

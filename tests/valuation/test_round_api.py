@@ -40,7 +40,8 @@ def test_staff_creates_and_queues_a_round(api_staff, market, fake_model_dir, dja
     ({"utility": "vibes"}, 400, "utility"),
     ({"estimator": "exact", "budget": 1}, 400, "needs 2^1 = 2 utility evaluations"),
     ({"budget": 0}, 400, "budget"),
-    ({"base_model": "/does/not/exist"}, 400, "not a Hugging Face model directory"),
+    ({"base_model": "/does/not/exist"}, 400, "no registered base model '/does/not/exist'"),
+    ({"base_model": "nope"}, 400, "no registered base model 'nope' (registered: fake)"),
     ({"training": {"epochz": 1}}, 400, "unknown training option"),
     ({"training": {"batch_size": 0}}, 400, "training option 'batch_size': must be between 1 and 4,096, got 0"),
     ({"training": {"epochs": "four"}}, 400, "training option 'epochs': must be an integer"),
@@ -76,7 +77,7 @@ def test_web_form_creates_round_and_shows_errors(client, staff_user, market, fak
     bad = client.post("/rounds/new/", {**payload(fake_model_dir, base_model="/nowhere"), "currency": "USD",
                                       "utility": "preference_accuracy", "composition": "sum",
                                       "estimator": "auto", "seed": 0})
-    assert bad.status_code == 400 and b"not a Hugging Face model directory" in bad.content
+    assert bad.status_code == 400 and b"no registered base model" in bad.content
     ok = client.post("/rounds/new/", {**payload(fake_model_dir), "currency": "USD", "utility": "preference_accuracy",
                                      "composition": "sum", "estimator": "auto", "seed": 0})
     assert ok.status_code == 302

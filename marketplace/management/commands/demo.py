@@ -1,7 +1,7 @@
 """`make demo`: a working marketplace in minutes, from nothing.
 
 migrate → demo admin + owners with their uploads (and a copier who is refused), owners verified →
-held-out eval set → tiny base model (cached) → a valuation round with progress bars
+held-out eval set → tiny base model (cached, registered as `tiny-demo`) → a valuation round with progress bars
 (preference accuracy, with the data-quality stage) → a second round on the same owner models that
 values what their composed models generate, under two objectives (helpfulness, harmlessness: the data
 signatures) → web server + Celery worker on 127.0.0.1:8000 (`manage.py serve`). Re-running it reuses
@@ -46,6 +46,7 @@ class Command(BaseCommand):
             self._serve(addr)
 
     def _setup(self, seed: int) -> None:
+        from valuation.base_models import TINY_NAME, base_model_import
         from valuation.engine import synthetic
         from valuation.engine.base_model import build_base_model
 
@@ -64,11 +65,13 @@ class Command(BaseCommand):
         self.stdout.write("building the tiny base model (cached after the first run)…")
         base = build_base_model(files["corpus"], Path(settings.ARTIFACTS_DIR) / "base_model", seed=seed)
         self.stdout.write(f"base model: {base.path} ({base.metrics})")
-        call_command("run_round", name=ROUND_NAME, pool="1000.00", base_model=str(base.path),
+        registered = base_model_import(name=TINY_NAME, built_dir=base.path).base_model  # same build: a no-op
+        self.stdout.write(f"registered as base model '{registered.name}'")
+        call_command("run_round", name=ROUND_NAME, pool="1000.00", base_model=registered.name,
                      eval_set="demo-eval", seed=seed, data_quality=True, stdout=self.stdout, stderr=self.stderr)
         self.stdout.write("\nvaluing what the composed models generate (helpfulness, harmlessness)…")
         call_command("run_round", "--objective", "helpfulness", "--objective", "harmlessness",
-                     name=SIGNATURE_ROUND, pool="1000.00", base_model=str(base.path), eval_set="demo-eval",
+                     name=SIGNATURE_ROUND, pool="1000.00", base_model=registered.name, eval_set="demo-eval",
                      seed=seed, utility="reward", composition="mean", prompts=SIGNATURE_PROMPTS,
                      stdout=self.stdout, stderr=self.stderr)
 

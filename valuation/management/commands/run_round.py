@@ -1,11 +1,12 @@
 """Create (or resume) a valuation round and run it in the foreground with progress bars."""
 import json
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.models import EvalSet
-from valuation import selectors, services
+from valuation import base_models, selectors, services
 from valuation.models import Composition, Estimator, PayoutPolicy, Utility, ValuationRound
 
 
@@ -16,7 +17,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--name", required=True)
         parser.add_argument("--pool", required=True)
-        parser.add_argument("--base-model", required=True)
+        parser.add_argument("--base-model", required=True, metavar="NAME|DIR",
+                            help="a registered base model's name (import_base_model) or a local HF model directory")
         parser.add_argument("--eval-set", required=True)
         parser.add_argument("--utility", default=Utility.PREFERENCE_ACCURACY, choices=Utility.values)
         parser.add_argument("--composition", default=Composition.SUM, choices=Composition.values)
@@ -78,12 +80,19 @@ class Command(BaseCommand):
         if eval_set is None:
             raise ValidationError(f"no eval set named '{opts['eval_set']}' (import one with import_eval)")
         return services.round_create(
-            name=opts["name"], pool=opts["pool"], eval_set=eval_set, base_model_dir=opts["base_model"],
+            name=opts["name"], pool=opts["pool"], eval_set=eval_set, **_base_model_option(opts["base_model"]),
             utility=opts["utility"], composition=opts["composition"], estimator=opts["estimator"],
             seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"],
             objectives=opts["objective"], payout_objective=opts["payout_objective"], prompts=opts["prompts"],
             decoding=_decoding_options(opts), data_quality=opts["data_quality"], training=opts["training"],
             owners=opts["owner"] or None, payout_policy=opts["payout_policy"])
+
+
+def _base_model_option(value: str) -> dict:
+    """An existing directory is a path (registered or not); anything else must be a registered name."""
+    if Path(value).expanduser().is_dir():
+        return {"base_model_dir": value}
+    return {"base_model": base_models.base_model_get(value)}
 
 
 def _decoding_options(opts) -> dict | None:
