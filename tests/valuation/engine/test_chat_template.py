@@ -43,7 +43,12 @@ def test_tokenisation_equals_trl_prepare_dataset_token_for_token(chat_lm, tmp_pa
 def test_cached_log_probs_equal_trl_evaluate(chat_lm, tmp_path):
     pairs = chat_pairs()  # 8 = 1 eval batch of 8, so TRL's mean is the plain mean
     ours = score_model(chat_lm, chat_lm, pairs)
-    metrics = _trainer(chat_lm, pairs, tmp_path).evaluate()
+    trainer = _trainer(chat_lm, pairs, tmp_path)
+    batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(len(pairs))])
+    trl_chosen, trl_rejected = trainer.compute_ref_log_probs(trainer.model, batch)  # TRL's own forward, per pair
+    np.testing.assert_allclose(ours.chosen, trl_chosen.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(ours.rejected, trl_rejected.numpy(), atol=1e-4, rtol=0)
+    metrics = trainer.evaluate()
     assert metrics["eval_logps/chosen"] == pytest.approx(ours.chosen.mean(), abs=1e-3)
     assert metrics["eval_logps/rejected"] == pytest.approx(ours.rejected.mean(), abs=1e-3)
     assert np.all(ours.chosen < 0) and not np.allclose(ours.chosen, ours.rejected)

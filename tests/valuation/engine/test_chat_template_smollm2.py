@@ -22,7 +22,11 @@ def test_smollm2_chat_scoring_equals_trl_evaluate(smollm2_dir, tmp_path):
         assert tokenize_pair(tokenizer, pair) == (row["prompt_ids"], row["chosen_ids"], row["rejected_ids"])
     assert tokenizer.decode(tokenize_pair(tokenizer, pairs[0])[1]) == "Yes, twice a year.<|im_end|>\n"
     ours = score_model(smollm2_dir, smollm2_dir, pairs, max_length=config.max_length)
+    batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(len(pairs))])
+    trl_chosen, trl_rejected = trainer.compute_ref_log_probs(trainer.model, batch)  # TRL's own forward, per pair
+    np.testing.assert_allclose(ours.chosen, trl_chosen.numpy(), atol=1e-3, rtol=0)
+    np.testing.assert_allclose(ours.rejected, trl_rejected.numpy(), atol=1e-3, rtol=0)
     metrics = trainer.evaluate()
-    assert metrics["eval_logps/chosen"] == pytest.approx(ours.chosen.mean(), abs=1e-2)
-    assert metrics["eval_logps/rejected"] == pytest.approx(ours.rejected.mean(), abs=1e-2)
+    assert metrics["eval_logps/chosen"] == pytest.approx(ours.chosen.mean(), abs=1e-3)
+    assert metrics["eval_logps/rejected"] == pytest.approx(ours.rejected.mean(), abs=1e-3)
     assert np.all(ours.chosen < 0) and np.all(ours.rejected < 0)
