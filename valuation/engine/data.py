@@ -70,6 +70,11 @@ class Pair:
         """The same pair with the preference label reversed (how label noise is simulated)."""
         return Pair(prompt=self.prompt, chosen=self.rejected, rejected=self.chosen)
 
+    def flattened(self) -> Pair:
+        """The pair as text: conversations as "role: content" lines (``prompt_text``)."""
+        return Pair(prompt=prompt_text(self.prompt), chosen=prompt_text(self.chosen),
+                    rejected=prompt_text(self.rejected))
+
     def as_row(self) -> dict:
         """The pair as TRL's dataset row (and the upload format): strings, or lists of message dicts."""
         if not self.conversational:
@@ -77,15 +82,23 @@ class Pair:
         return {field: as_dicts(getattr(self, field)) for field in FIELDS}
 
 
+def one_kind(pairs: Iterable[Pair]) -> list[Pair]:
+    """The pairs as one dataset TRL can train: unchanged when all are text or all conversational, else with the
+    conversations flattened to text (Arrow columns have one type, and TRL decides text or chat from the first
+    row). The rule valuation/stages/common.keeps_messages applies to each owner's data; here it covers pools of
+    several owners' pairs (fidelity.py)."""
+    pairs = list(pairs)
+    if len({pair.conversational for pair in pairs}) < 2:
+        return pairs
+    return [pair.flattened() for pair in pairs]
+
+
 def pairs_to_dataset(pairs: Iterable[Pair]) -> datasets.Dataset:
     """A ``datasets.Dataset`` with prompt/chosen/rejected columns, as ``DPOTrainer`` expects: strings, or
-    message lists that TRL renders through the tokenizer's chat template. One dataset is one kind (Arrow
-    columns have one type, and TRL decides text or chat from the first row)."""
+    message lists that TRL renders through the tokenizer's chat template (``one_kind``)."""
     import datasets
 
-    rows = [pair.as_row() for pair in pairs]
-    if len({isinstance(row["prompt"], str) for row in rows}) > 1:
-        raise ValueError("a training set mixes text and conversational pairs; TRL trains one kind per dataset")
+    rows = [pair.as_row() for pair in one_kind(pairs)]
     columns = {field: [row[field] for row in rows] for field in FIELDS}
     return datasets.Dataset.from_dict(columns)
 

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from marketplace.parsing import flatten_messages
 from valuation.engine.data import Pair, pairs_to_dataset, read_jsonl, write_jsonl
 from valuation.engine.decoding import DecodingConfig, encode_prompts
 from valuation.engine.dpo import TrainingConfig, build_trainer
@@ -89,8 +90,10 @@ def test_conversational_pairs_reach_trl_as_message_columns(tmp_path):
     assert row["prompt"] == [{"role": "user", "content": "Oil the fan?"}]
     assert row["chosen"] == [{"role": "assistant", "content": "Yes, twice a year."}]
     assert read_jsonl(write_jsonl(pairs, tmp_path / "p.jsonl")) == pairs
-    with pytest.raises(ValueError, match="mixes text and conversational"):
-        pairs_to_dataset([pairs[0], Pair("a", "b", "c")])
+    mixed = pairs_to_dataset([pairs[0], Pair("a", "b", "c")])  # a pool of two owners' kinds: one kind, text
+    assert mixed[0] == {"prompt": "user: Oil the fan?", "chosen": "assistant: Yes, twice a year.",
+                        "rejected": "assistant: No."}
+    assert pairs[0].flattened().prompt == flatten_messages([{"role": "user", "content": "Oil the fan?"}])
     with pytest.raises(ValueError, match="all text or all messages"):
         Pair(prompt="a", chosen=assistant("b"), rejected="c")
 
