@@ -105,3 +105,17 @@ def test_text_pair_hashes_are_unchanged_and_differ_from_conversations():
     assert pairs_hash([text]) == "dca46ecfbc4763352fac7f8b2e66a6716ee2fd834476d511ef4592a9d9eafa12"
     chat = Pair(prompt=user("Q: sky? A:"), chosen=assistant(" Blue."), rejected=assistant(" Green."))
     assert pairs_hash([chat]) != pairs_hash([text])
+
+
+@pytest.mark.slow  # a real (if tiny) DPO run
+def test_an_owner_model_trains_on_conversations_and_moves_their_margins(chat_lm, tmp_path):
+    import json
+
+    from valuation.engine.dpo import RECORD, train_owner_model
+
+    pairs = chat_pairs()
+    result = train_owner_model(chat_lm, pairs, tmp_path / "owner", dataclasses.replace(CONFIG, epochs=2))
+    record = json.loads((result.path / RECORD).read_text())
+    assert record["data_hash"] == pairs_hash(pairs)
+    base, owner = score_model(chat_lm, chat_lm, pairs), score_model(result.path, chat_lm, pairs)
+    assert (owner.margin - base.margin).mean() > 0  # DPO raised chosen over rejected on its own data
