@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import struct
 
-from .parsing import FIELDS, PARQUET_MAGIC, ParseResult, RowError, UploadLimits, UploadRefused, refuse
+from .parsing import FIELDS, PARQUET_MAGIC, REQUIRED_COLUMNS, ParseResult, RowError, UploadLimits, UploadRefused, refuse
 
 EXPANSION = 2  # uncompressed column data ≤ EXPANSION × UploadLimits.max_bytes
 MAX_FOOTER_BYTES = 1 << 20  # the metadata of a file with 3 text columns is a few KB
@@ -33,7 +33,8 @@ def parquet_records(data: bytes, result: ParseResult, limits: UploadLimits):
     try:
         parquet = pq.ParquetFile(io.BytesIO(data))
         _check_metadata(parquet.metadata, parquet.schema_arrow.names, limits)
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(FIELDS)):
+        columns = [f for f in FIELDS if f in parquet.schema_arrow.names]  # no prompt: implicit-prompt rows
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
             for record in batch.to_pylist():
                 row_no += 1
                 yield row_no, record
@@ -58,7 +59,7 @@ def _check_metadata(metadata, names: list[str], limits: UploadLimits) -> None:
     if metadata.num_columns > MAX_COLUMNS:
         raise refuse(f"Parquet file has {metadata.num_columns:,} columns; at most {MAX_COLUMNS:,} are read")
     missing = [f for f in FIELDS if f not in names]
-    if missing:
+    if any(f in missing for f in REQUIRED_COLUMNS):  # no prompt column alone: implicit-prompt rows
         raise refuse(f"Parquet file must have columns {', '.join(FIELDS)}; missing: {', '.join(missing)}")
     if len(set(names) & set(FIELDS)) != sum(1 for n in names if n in FIELDS):
         raise refuse("Parquet file names one of the columns prompt, chosen, rejected twice")

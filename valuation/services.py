@@ -29,6 +29,7 @@ from marketplace.payees import verified_payees_with_data
 from . import lengths
 from . import objectives as objectives_module
 from . import stages
+from .engine.model_card import has_chat_template
 from .engine.sampling import DEFAULT_TARGET  # stop sampling once ≤ 1% of the pool could be misallocated
 from .leases import holder_alive as _runner_alive
 from .leases import process_id as _runner_id
@@ -92,6 +93,10 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model: BaseModel | 
         budget = objectives_module.DEFAULT_BUDGET  # each coalition is a decoding pass, not array arithmetic
     budget, target = _check_budget(budget, target, estimator, len(participants))
     config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target)
+    if has_chat_template(base_dir):
+        # Conversations reach this round's model through its chat template (stages.common.uses_chat); a
+        # round without the key flattens them, as every round did before templates were used.
+        config["chat_template"] = True
     config["screening"] = stages.screening_config()  # thresholds as of creation: a replay screens with these
     config["payout_policy"] = payout_policy
     if reward is not None:
@@ -108,7 +113,7 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model: BaseModel | 
     base_hash = _base_model_hash(base_dir, base_model)
     with transaction.atomic():
         valuation_round = ValuationRound(
-            name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set),
+            name=name, created_by=created_by, eval_set=eval_set, eval_set_hash=stages.eval_set_hash(eval_set, chat="chat_template" in config),
             base_model_path=str(base_dir), base_model_hash=base_hash, base_model=base_model, utility=utility,
             composition=composition, estimator=estimator, payout_policy=payout_policy, seed=seed, config=config,
             pool=amount, currency=currency, decimals=decimals, status=ValuationRound.Status.DRAFT,
@@ -218,7 +223,8 @@ def _participant_create(valuation_round, index, owner, contributions, *, check, 
     pairs = check.pairs
     participant = RoundOwner.objects.create(round=valuation_round, owner=owner, payee=payee, index=index,
                                             n_pairs=len(pairs), n_usable=check.report.n_usable,
-                                            n_truncated=check.report.n_truncated, data_hash=stages.pairs_digest(pairs))
+                                            n_truncated=check.report.n_truncated, data_hash=stages.pairs_digest(pairs),
+                                            prompt_format=check.prompt_format)
     participant.contributions.set(contributions)
     return participant
 

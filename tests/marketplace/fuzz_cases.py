@@ -170,6 +170,8 @@ def _text_defect(record: dict, kind: str, name: str, limit: int, draw) -> dict:
         record[name] = draw(st.sampled_from(["", " ", "\t\n ", "\u00a0\u2003"]))
     elif kind == "missing":
         record[name] = MISSING
+        if name == "prompt":  # answers sharing a beginning would be TRL's implicit-prompt form, a valid row
+            record["chosen"], record["rejected"] = "+" + record["chosen"], "-" + record["rejected"]
     elif kind == "null":
         record[name] = None
     elif kind == "nonstring":

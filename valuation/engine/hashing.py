@@ -73,9 +73,15 @@ def config_hash(config: Any) -> str:
 
 
 def pairs_hash(pairs: Iterable[Any]) -> str:
-    """Order-sensitive SHA-256 of preference pairs (``Pair`` dataclasses or plain dicts)."""
+    """Order-sensitive SHA-256 of preference pairs (``Pair`` dataclasses or plain dicts).
+
+    A text pair hashes its three strings; a conversational one its message lists as {role, content}
+    objects, so the two kinds never collide and text hashes are those of every earlier round."""
     rows = []
     for pair in pairs:
-        row = dataclasses.asdict(pair) if dataclasses.is_dataclass(pair) else dict(pair)
+        if hasattr(pair, "as_row"):
+            row = pair.as_row()
+        else:
+            row = dataclasses.asdict(pair) if dataclasses.is_dataclass(pair) else dict(pair)
         rows.append({key: row[key] for key in ("prompt", "chosen", "rejected")})
     return sha256_bytes(canonical_json(rows).encode("utf-8"))

@@ -1,7 +1,8 @@
 """What TRL's DPOTrainer (1.16) will train on for each pair: the tokens it keeps and the pairs it drops.
 
 Upload limits count characters; training counts tokens. `DPOTrainer._prepare_dataset` tokenises
-prompt, prompt+chosen and prompt+rejected (EOS appended to plain-text responses; the response
+prompt, prompt+chosen and prompt+rejected (EOS appended to plain-text responses, a conversation
+rendered by the chat template instead; the response
 starts where the tokenised prompt stops being a common prefix of both, as scoring.tokenize_pair
 reproduces), and with `truncation_mode="keep_start"` it *drops* every pair whose prompt alone
 has >= `max_length` tokens, since the cut would leave it no response token. `DataCollatorForPreference`

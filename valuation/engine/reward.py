@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .arithmetic import check_members, coalition_weights
+from .data import prompt_text
 from .decoding import DecodingConfig, decode
 from .judges import mean_score
 
@@ -45,7 +46,7 @@ class CoalitionRecord:
 @dataclass
 class GenerationGame:
     policies: object  # policies.PolicySet over the n owners
-    prompts: list[str]
+    prompts: list  # text, or message tuples decoded through the chat template (decoding.encode_prompts)
     judges: Mapping[str, Callable]  # objective name -> judge(prompts, responses) -> scores
     composition: str = "sum"
     sizes: ArrayLike | None = None  # owners' pair counts (needed by `mean`)
@@ -87,7 +88,8 @@ class GenerationGame:
         decoded = decode(self.policies, weights, self.prompts, self.config)
         share = decoded.seconds / len(masks)
         for mask, texts, ids in zip(masks, decoded.texts, decoded.token_ids):
-            scores = {name: mean_score(judge, self.prompts, texts) for name, judge in self.judges.items()}
+            prompts = [prompt_text(prompt) for prompt in self.prompts]  # judges read text
+            scores = {name: mean_score(judge, prompts, texts) for name, judge in self.judges.items()}
             record = CoalitionRecord(mask=mask, scores=scores, responses=texts,
                                      n_tokens=sum(len(row) for row in ids), seconds=share)
             self.records[mask] = record

@@ -7,8 +7,10 @@ D[i, t] = delta_i(x_t, y_w) - delta_i(x_t, y_l) (the log Z_S(x) of language-mode
 arithmetic cancels in this margin). No model is touched again after this module.
 
 Tokenisation follows TRL's DPOTrainer exactly (trl/trainer/dpo_trainer.py,
-`_prepare_dataset` and `DataCollatorForPreference`): EOS is appended to each response
-unless already there, prompt, prompt+chosen and prompt+rejected are tokenised
+`_prepare_dataset` and `DataCollatorForPreference`): EOS is appended to each plain-text
+response unless already there (a conversational pair goes through the chat template
+instead, its prompt with the generation prompt, and gets no EOS), prompt,
+prompt+chosen and prompt+rejected are tokenised
 separately, the response starts where the tokenised prompt stops being a common prefix
 of both, and sequences are cut at `max_length` keeping the start. So these numbers
 equal TRL's `logps/chosen` and `logps/rejected`.
@@ -27,7 +29,7 @@ import numpy as np
 
 from . import runtime as rt
 from .base_model import load_base_model, load_tokenizer, torch_threads
-from .data import Pair
+from .data import Pair, as_dicts
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,28 @@ def _common_prefix_length(ids: list[int], other: list[int]) -> int:
     return length
 
 
-def tokenize_pair(tokenizer, pair: Pair) -> tuple[list[int], list[int], list[int]]:
-    """(prompt_ids, chosen_ids, rejected_ids) exactly as TRL's DPOTrainer builds them for plain text."""
+def _chat_ids(tokenizer, messages, *, add_generation_prompt: bool = False) -> list[int]:
+    """Token ids of a conversation through the tokenizer's chat template, called as TRL's `_tokenize` calls it."""
+    return tokenizer.apply_chat_template(as_dicts(messages), tools=None, add_generation_prompt=add_generation_prompt,
+                                         tokenize=True, return_dict=True)["input_ids"]
+
+
+def _full_ids(tokenizer, pair: Pair) -> tuple[list[int], list[int], list[int]]:
+    """Token ids of prompt, prompt+chosen and prompt+rejected, before the response is split off."""
+    if pair.conversational:
+        # No EOS is appended: the template closes each turn itself (TRL adds EOS to text pairs only).
+        return (_chat_ids(tokenizer, pair.prompt, add_generation_prompt=True),
+                _chat_ids(tokenizer, pair.prompt + pair.chosen), _chat_ids(tokenizer, pair.prompt + pair.rejected))
     eos = tokenizer.eos_token
     chosen = pair.chosen if pair.chosen.endswith(eos) else pair.chosen + eos
     rejected = pair.rejected if pair.rejected.endswith(eos) else pair.rejected + eos
-    prompt_ids = tokenizer(text=pair.prompt)["input_ids"]
-    prompt_chosen = tokenizer(text=pair.prompt + chosen)["input_ids"]
-    prompt_rejected = tokenizer(text=pair.prompt + rejected)["input_ids"]
+    return (tokenizer(text=pair.prompt)["input_ids"], tokenizer(text=pair.prompt + chosen)["input_ids"],
+            tokenizer(text=pair.prompt + rejected)["input_ids"])
+
+
+def tokenize_pair(tokenizer, pair: Pair) -> tuple[list[int], list[int], list[int]]:
+    """(prompt_ids, chosen_ids, rejected_ids) exactly as TRL's DPOTrainer builds them (text or conversational)."""
+    prompt_ids, prompt_chosen, prompt_rejected = _full_ids(tokenizer, pair)
     prompt_len = min(
         _common_prefix_length(prompt_ids, prompt_chosen), _common_prefix_length(prompt_ids, prompt_rejected)
     )

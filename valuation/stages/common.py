@@ -30,22 +30,66 @@ def _as_text(value: str, pair_format: str) -> str:
     return flatten_messages(json.loads(value)) if pair_format == PairFormat.CONVERSATIONAL else value
 
 
-def to_engine_pairs(rows) -> list:
+def _as_messages(value: str):
+    from valuation.engine.data import messages_of
+
+    return messages_of(json.loads(value))
+
+
+def uses_chat(valuation_round) -> bool:
+    """Whether the round hands conversations to the engine as messages: decided once at creation from its base
+    model (`chat_template` in its config), so every stage and a replay read the pairs the data hash was taken
+    of. Rounds from before the decision have no key: they flattened, as their hashes say."""
+    return bool(valuation_round.config.get("chat_template"))
+
+
+def keeps_messages(rows, *, chat: bool) -> bool:
+    """A dataset's conversations stay messages when the base model has a chat template and every row is one:
+    TRL trains one kind of dataset (text or conversational), so a dataset mixing them is flattened whole."""
+    return chat and bool(rows) and all(r.pair_format == PairFormat.CONVERSATIONAL for r in rows)
+
+
+def to_engine_pairs(rows, *, chat: bool = False) -> list:
+    """Engine pairs of PreferencePair rows: conversations as messages (rendered by the base model's chat template,
+    `keeps_messages`) or flattened to "role: content" text, text pairs as they are."""
     from valuation.engine.data import Pair
 
+    rows = list(rows)
+    if keeps_messages(rows, chat=chat):
+        return [Pair(prompt=_as_messages(r.prompt), chosen=_as_messages(r.chosen), rejected=_as_messages(r.rejected))
+                for r in rows]
     return [Pair(prompt=_as_text(r.prompt, r.pair_format), chosen=_as_text(r.chosen, r.pair_format),
                  rejected=_as_text(r.rejected, r.pair_format)) for r in rows]
+
+
+def prompt_format(rows, *, chat: bool) -> str:
+    """What a round records per owner: how its pairs' prompts reach the model."""
+    rows = list(rows)
+    n_chat = sum(r.pair_format == PairFormat.CONVERSATIONAL for r in rows)
+    n_text = len(rows) - n_chat
+    if not n_chat:
+        return "text"
+    if keeps_messages(rows, chat=chat):
+        return "chat template"
+    if not n_text:
+        return "conversation flattened (base model has no chat template)"
+    why = "TRL trains one format per dataset" if chat else "base model has no chat template"
+    return f"mixed: {n_text} text, {n_chat} conversation flattened ({why})"
 
 
 # Upload order (ids are random, config/ids.py), then row order: the data hash is reproducible.
 PAIR_ORDER = ("contribution__created_at", "contribution_id", "row_number")
 
 
-def owner_pairs(contributions) -> list:
+def owner_rows(contributions) -> list:
     from marketplace.models import PreferencePair
 
     rows = PreferencePair.objects.filter(contribution__in=contributions).order_by(*PAIR_ORDER)
-    return to_engine_pairs(rows.iterator(chunk_size=2000))
+    return list(rows.iterator(chunk_size=2000))
+
+
+def owner_pairs(contributions, *, chat: bool = False) -> list:
+    return to_engine_pairs(owner_rows(contributions), chat=chat)
 
 
 def snapshot_pairs(participant) -> tuple[list, list]:
@@ -55,7 +99,7 @@ def snapshot_pairs(participant) -> tuple[list, list]:
     from marketplace.models import PreferencePair
 
     rows = list(PreferencePair.objects.filter(contribution__in=participant.contributions.all()).order_by(*PAIR_ORDER))
-    pairs = to_engine_pairs(rows)
+    pairs = to_engine_pairs(rows, chat=uses_chat(participant.round))
     if len(rows) != participant.n_pairs or pairs_digest(pairs) != participant.data_hash:
         what = (f"withdrew data this round snapshotted ({participant.n_pairs} pairs at creation, {len(rows)} now): "
                 "the data changed since the round was created, so the round cannot run as created; create a new round")
@@ -63,8 +107,8 @@ def snapshot_pairs(participant) -> tuple[list, list]:
     return rows, pairs
 
 
-def eval_pairs(eval_set) -> list:
-    return to_engine_pairs(eval_set.pairs.order_by("row_number"))
+def eval_pairs(eval_set, *, chat: bool = False) -> list:
+    return to_engine_pairs(eval_set.pairs.order_by("row_number"), chat=chat)
 
 
 class SnapshotChanged(ValidationError):
@@ -86,7 +130,7 @@ def snapshot_check(valuation_round) -> None:
     """Refuse to run a round whose snapshot (each owner's pairs, the eval set) no longer holds."""
     for participant in valuation_round.participants.select_related("owner__user").order_by("index"):
         participant_pairs(participant)
-    if eval_set_hash(valuation_round.eval_set) != valuation_round.eval_set_hash:
+    if eval_set_hash(valuation_round.eval_set, chat=uses_chat(valuation_round)) != valuation_round.eval_set_hash:
         raise SnapshotChanged(f"eval set '{valuation_round.eval_set}' changed since the round was created; "
                               "create a new round")
 
@@ -97,8 +141,8 @@ def pairs_digest(pairs) -> str:
     return pairs_hash(pairs)
 
 
-def eval_set_hash(eval_set) -> str:
-    return pairs_digest(eval_pairs(eval_set))
+def eval_set_hash(eval_set, *, chat: bool = False) -> str:
+    return pairs_digest(eval_pairs(eval_set, chat=chat))
 
 
 def model_dir_hash(path: Path) -> str:

@@ -31,7 +31,7 @@ from marketplace.models import PairFormat, PreferencePair
 from marketplace.parsing import flatten_messages
 
 from ..models import DataQualityReport, PairCluster, PairValue, ValuationRound
-from .common import eval_pairs, failure_text, model_dir_hash, pairs_digest, snapshot_pairs
+from .common import eval_pairs, failure_text, model_dir_hash, pairs_digest, snapshot_pairs, uses_chat
 
 logger = logging.getLogger(__name__)
 STALE = timedelta(minutes=15)  # as the round runner: a silent holder this long is dead
@@ -150,7 +150,7 @@ def _assess_and_write(valuation_round, report, on_progress, started: float) -> N
     if model_dir_hash(base_dir) != valuation_round.base_model_hash:
         raise ValidationError(f"the base model at {base_dir} changed since the round was created")
     rows, owners, pool = _pool(valuation_round)
-    evals = eval_pairs(valuation_round.eval_set)
+    evals = eval_pairs(valuation_round.eval_set, chat=uses_chat(valuation_round))
     if pairs_digest(evals) != valuation_round.eval_set_hash:
         raise ValidationError(f"the eval set '{valuation_round.eval_set.name}' changed since the round was created")
     reps = pair_representations(base_dir, pool + evals, base_model_hash=valuation_round.base_model_hash,

@@ -21,15 +21,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..models import CoalitionGeneration, ObjectiveValue, ValuationRound
-from .common import check_not_cancelled, report_progress
+from .common import check_not_cancelled, report_progress, uses_chat
 
 
-def eval_prompts(eval_set, limit: int) -> list[str]:
-    """The eval set's distinct prompts in row order, the first `limit` of them."""
+def eval_prompts(eval_set, limit: int, *, chat: bool = False) -> list:
+    """The eval set's distinct prompts in row order, the first `limit` of them: text, or message tuples the
+    decoder renders through the chat template (`chat`, the round's `uses_chat`)."""
     from .common import eval_pairs
 
-    seen: dict[str, None] = {}
-    for pair in eval_pairs(eval_set):
+    seen: dict = {}
+    for pair in eval_pairs(eval_set, chat=chat):
         seen.setdefault(pair.prompt, None)
         if len(seen) == limit:
             break
@@ -53,7 +54,8 @@ def reward_game(valuation_round: ValuationRound, sizes, *, model_dirs=None, on_r
               for o in settings["objectives"]}
     return GenerationGame(
         policies=PolicySet(valuation_round.base_model_path, list(model_dirs)),
-        prompts=eval_prompts(valuation_round.eval_set, settings["prompts"]), judges=judges,
+        prompts=eval_prompts(valuation_round.eval_set, settings["prompts"], chat=uses_chat(valuation_round)),
+        judges=judges,
         composition=valuation_round.composition, sizes=np.asarray(sizes, dtype=np.float64),
         config=DecodingConfig(**settings["decoding"]), records=records or {}, on_record=on_record)
 

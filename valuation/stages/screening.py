@@ -28,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import OwnerScreen, ScreenReport, ValuationRound
-from .common import eval_pairs, eval_set_hash, model_dir_hash
+from .common import eval_pairs, eval_set_hash, model_dir_hash, uses_chat
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_EVERY = 5.0  # seconds between the round's heartbeat writes while screening
@@ -88,11 +88,11 @@ def compute_screen(valuation_round: ValuationRound, config: dict, *, on_progress
     base_dir = Path(valuation_round.base_model_path)
     if model_dir_hash(base_dir) != valuation_round.base_model_hash:
         raise ValidationError(f"the base model at {base_dir} changed since the round was created")
-    if eval_set_hash(valuation_round.eval_set) != valuation_round.eval_set_hash:
+    if eval_set_hash(valuation_round.eval_set, chat=uses_chat(valuation_round)) != valuation_round.eval_set_hash:
         raise ValidationError(f"the eval set '{valuation_round.eval_set.name}' changed since the round was created")
     screen_config = config_from_dict(config["screen"])
     _, owners, pool = _pool(valuation_round)  # checks every owner's data hash
-    evals = eval_pairs(valuation_round.eval_set)
+    evals = eval_pairs(valuation_round.eval_set, chat=uses_chat(valuation_round))
 
     last = [0.0]
 

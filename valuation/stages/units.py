@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from ..leases import heartbeat, holder_alive, process_id
 from ..models import RoundTask, ScoreCache, ValuationRound
-from .common import check_not_cancelled, eval_pairs, report_progress, training_config
+from .common import check_not_cancelled, eval_pairs, report_progress, training_config, uses_chat
 
 
 def prepare_process() -> None:
@@ -175,7 +175,8 @@ def _score(valuation_round, index: int) -> bool:
     key = score_key(valuation_round, owner_model)
     if ScoreCache.objects.filter(model_hash=key, eval_hash=score_eval_hash(valuation_round)).exists():
         return True
-    _score_one(valuation_round, owner_model, key, eval_pairs(valuation_round.eval_set))
+    evals = eval_pairs(valuation_round.eval_set, chat=uses_chat(valuation_round))
+    _score_one(valuation_round, owner_model, key, evals)
     return False
 
 

@@ -54,14 +54,14 @@ def small_eval_pairs():
 RANDOM_OWNERS = 3  # full-model owners (different random weights) and as many LoRA adapters
 
 
-def _random_llama(tokenizer, seed: int):
+def _random_llama(tokenizer, seed: int, max_positions: int = 96):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-        intermediate_size=64, max_position_embeddings=96, bos_token_id=tokenizer.bos_token_id,
+        intermediate_size=64, max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         initializer_range=0.5)  # peaked logits: no near-ties for float rounding to flip
     model = LlamaForCausalLM(config).eval()
@@ -95,3 +95,18 @@ def random_lms(tmp_path_factory):
         get_peft_model(base, lora).save_pretrained(str(root / f"lora{i}"))
         out["lora"].append(root / f"lora{i}")
     return out
+
+
+@pytest.fixture(scope="session")
+def chat_lm(tmp_path_factory):
+    """An untrained tiny Llama whose tokenizer has a ChatML-like chat template (chat_fixtures.CHATML)."""
+    from valuation.engine.base_model import corpus_documents, train_tokenizer
+
+    from .chat_fixtures import CHATML
+
+    path = tmp_path_factory.mktemp("chat-lm")
+    tokenizer = train_tokenizer(corpus_documents(synthetic.corpus_text(0))[:400], vocab_size=320)
+    tokenizer.chat_template = CHATML
+    _random_llama(tokenizer, 7, max_positions=160).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
