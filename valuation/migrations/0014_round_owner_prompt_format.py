@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('valuation', '0012_round_payout_policy'),
+        ('valuation', '0013_base_model_registry'),
     ]
 
     operations = [
