@@ -63,7 +63,11 @@ class RoundInputSerializer(serializers.Serializer):
         help_text="what the pool is split by: 'clip' (Shapley value) or 'margin_share' (split-proof)")
     seed = serializers.IntegerField(min_value=0, default=0)
     beta = serializers.FloatField(min_value=1e-6, required=False)
-    training = serializers.DictField(required=False, default=dict)
+    preset = serializers.CharField(required=False, max_length=16,
+                                   help_text="training preset: tiny (the default), lora, or auto (lora for a base "
+                                             "model of 20M parameters or more)")
+    training = serializers.DictField(required=False, default=dict,
+                                     help_text="training options overriding the preset's, key by key")
     owners = serializers.ListField(
         child=serializers.CharField(), required=False,
         help_text="the players: verified payees, by name or by one of their accounts' usernames (default: every "
@@ -112,7 +116,8 @@ class RoundListCreateApi(APIView):
                 name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
                 base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
                 estimator=data["estimator"], seed=data["seed"], beta=data.get("beta"), training=data["training"],
-                owners=data.get("owners"), budget=data.get("budget"), target=data.get("target"),
+                preset=data.get("preset"), owners=data.get("owners"), budget=data.get("budget"),
+                target=data.get("target"),
                 objectives=data.get("objectives"), payout_objective=data.get("payout_objective"),
                 decoding=data.get("decoding"), prompts=data.get("prompts"),
                 data_quality=data["data_quality"], data_quality_options=data.get("data_quality_options"),

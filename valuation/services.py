@@ -57,7 +57,7 @@ def _parse_pool(pool, *, currency: str, decimals: int) -> Decimal:
 def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, utility: str = Utility.PREFERENCE_ACCURACY,
                  composition: str = Composition.SUM, estimator: str = Estimator.AUTO, seed: int = 0,
                  currency: str = "USD", decimals: int | None = None, training: dict | None = None,
-                 beta: float | None = None,
+                 preset: str | None = None, beta: float | None = None,
                  owners: list[str] | None = None, budget: int | None = None, target: float | None = None,
                  objectives=None, payout_objective=None, decoding: dict | None = None, prompts: int | None = None,
                  data_quality: bool = False, data_quality_options: dict | None = None,
@@ -68,7 +68,9 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     `objectives`, `payout_objective`, `decoding` and `prompts` configure a `reward` round (objectives.py).
     `data_quality` opts the round into the data-quality stage (pair values, flags, clusters) after
     valuing; `data_quality_options` tune it (engine/data_quality.OPTIONS). `payout_policy` is what the pool
-    is split by (engine/allocation.py): the Shapley value (`clip`) or the split-proof margin share."""
+    is split by (engine/allocation.py): the Shapley value (`clip`) or the split-proof margin share.
+    `preset` names the training config (engine/presets.py: tiny, lora, auto) that `training` overrides key by
+    key; without one the round trains with today's defaults (`tiny`) and records no preset."""
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
     _validate_choice(estimator, Estimator, "estimator")
@@ -91,7 +93,8 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model_dir: str, uti
     if reward is not None and budget is None:
         budget = objectives_module.DEFAULT_BUDGET  # each coalition is a decoding pass, not array arithmetic
     budget, target = _check_budget(budget, target, estimator, len(participants))
-    config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target)
+    config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target,
+                                 preset=preset, base_dir=base_dir)
     config["screening"] = stages.screening_config()  # thresholds as of creation: a replay screens with these
     config["payout_policy"] = payout_policy
     if reward is not None:

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from config.csv_export import csv_response
 from marketplace import selectors as marketplace_selectors
 
-from . import charts, screening, selectors, services
+from . import charts, screening, selectors, services, training_presets
 from .forms import RoundForm
 from .models import FidelityReport, PayoutPolicy, ValuationRound
 
@@ -42,7 +42,7 @@ def round_new(request):
                     name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
                     base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
                     estimator=data["estimator"], seed=data["seed"], budget=data.get("budget"),
-                    data_quality=data["data_quality"], owners=[p.name for p in data["owners"]] or None,
+                    preset=data["preset"] or None, training=data["training"], data_quality=data["data_quality"], owners=[p.name for p in data["owners"]] or None,
                     payout_policy=data["payout_policy"] or PayoutPolicy.CLIP, created_by=request.user,
                     **form.reward_options())
                 services.round_queue(valuation_round=valuation_round)
@@ -54,7 +54,19 @@ def round_new(request):
                 f" {excluded} owner{'s' if excluded != 1 else ''} left out: no pair fits the training length "
                 "(see the length check below)." if excluded else ""))
             return redirect("valuation:round-detail", round_id=valuation_round.pk)
-    return render(request, "valuation/round_new.html", {"form": form}, status=400 if form.errors else 200)
+    return render(request, "valuation/round_new.html", {"form": form, "presets": _preset_table(form)},
+                  status=400 if form.errors else 200)
+
+
+def _preset_table(form: RoundForm) -> dict:
+    """The presets side by side and the effective config for what the form holds (its initial values on GET;
+    a POST without a preset is `tiny`, as round_create reads it)."""
+    if form.is_bound:
+        base, preset, overrides = form.data.get("base_model", ""), form.data.get("preset") or "tiny", \
+            form.data.get("training", "")
+    else:
+        base, preset, overrides = form["base_model"].initial, form["preset"].initial, ""
+    return training_presets.preset_table(base_model=str(base), preset=preset, overrides_text=overrides)
 
 
 class RoundResults:
