@@ -158,6 +158,9 @@ class RoundOwner(models.Model):
     # and pairs it cuts. None on rounds created before the check.
     n_usable = models.PositiveIntegerField(null=True, blank=True)
     n_truncated = models.PositiveIntegerField(null=True, blank=True)
+    # Tokens TRL trains on per epoch (both sequences of each usable pair, cut at max_length), measured at
+    # creation like the counts above: what the round's time estimate is made of. None on older rounds.
+    n_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     data_hash = models.CharField(max_length=64)
     owner_model = models.ForeignKey(OwnerModel, null=True, blank=True, on_delete=models.PROTECT)
     model_reused = models.BooleanField(default=False)  # came from the cache, not trained for this round

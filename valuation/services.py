@@ -197,7 +197,8 @@ def _participant_create(valuation_round, index, owner, contributions, *, check, 
     pairs = check.pairs
     participant = RoundOwner.objects.create(round=valuation_round, owner=owner, payee=payee, index=index,
                                             n_pairs=len(pairs), n_usable=check.report.n_usable,
-                                            n_truncated=check.report.n_truncated, data_hash=stages.pairs_digest(pairs))
+                                            n_truncated=check.report.n_truncated,
+                                            n_tokens=check.report.n_tokens, data_hash=stages.pairs_digest(pairs))
     participant.contributions.set(contributions)
     return participant
 

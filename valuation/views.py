@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from config.csv_export import csv_response
 from marketplace import selectors as marketplace_selectors
 
-from . import charts, screening, selectors, services, training_presets
+from . import charts, estimate_selectors, screening, selectors, services, training_presets
 from .forms import RoundForm
 from .models import FidelityReport, PayoutPolicy, ValuationRound
 
@@ -208,6 +208,7 @@ def round_detail(request, round_id: int):
     return render(request, "valuation/round_detail.html", {
         "round": valuation_round,
         "stages": selectors.round_stages(valuation_round=valuation_round),
+        "estimate": estimate_selectors.round_estimate(valuation_round=valuation_round),
         "exclusions": selectors.round_exclusions(valuation_round=valuation_round),
         "status_labels": dict(ValuationRound.Status.choices),
         "totals": selectors.round_payout_totals(valuation_round=valuation_round),
