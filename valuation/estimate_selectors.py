@@ -82,7 +82,8 @@ def _elapsed(valuation_round, stage: str) -> float:
 
 
 def round_estimate(*, valuation_round: ValuationRound) -> dict | None:
-    """{"kind": "before" | "running", "training", "scoring", "total", "remaining" (texts), sources, "tokens"};
+    """{"kind": "before" | "running", "training", "scoring", "total", "stage_left", "remaining" (seconds or None),
+    "training_source", "scoring_source", "tokens"};
     None for a finished, failed or cancelled round (its timings say how long it took)."""
     status = valuation_round.status
     if status in (ValuationRound.Status.DRAFT, ValuationRound.Status.QUEUED):
@@ -93,17 +94,17 @@ def round_estimate(*, valuation_round: ValuationRound) -> dict | None:
         return None
     plan = _planned(valuation_round)
     total = None if plan["training"] is None or plan["scoring"] is None else plan["training"] + plan["scoring"]
-    out = {"kind": kind, **plan, "total": total, "remaining": None}
+    out = {"kind": kind, **plan, "total": total, "remaining": None, "stage_left": None}
     if kind == "running":
-        out["remaining"] = _remaining(valuation_round, plan)
+        out["stage_left"] = _stage_left(valuation_round, plan)
+        then = plan["scoring"] if status == ValuationRound.Status.TRAINING else 0.0
+        out["remaining"] = None if out["stage_left"] is None or then is None else out["stage_left"] + then
     return out
 
 
-def _remaining(valuation_round, plan: dict) -> float | None:
-    stage = valuation_round.status  # training or scoring: the stages with units and a pace
+def _stage_left(valuation_round, plan: dict) -> float | None:
+    """Seconds left of the running stage (training or scoring: the stages with units and a pace)."""
+    stage = valuation_round.status
     progress = valuation_round.progress.get(stage) or {}
-    left = estimates.remaining_seconds(done=int(progress.get("done", 0)), total=int(progress.get("total", 0)),
+    return estimates.remaining_seconds(done=int(progress.get("done", 0)), total=int(progress.get("total", 0)),
                                        elapsed=_elapsed(valuation_round, stage), planned=plan[stage])
-    if stage == "training":
-        return None if left is None or plan["scoring"] is None else left + plan["scoring"]
-    return left
