@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from marketplace.models import EvalSet
 
-from . import fidelity, selectors, services
+from . import fidelity, selectors, services, training_selectors
 from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, PayoutPolicy,
                      RoundExclusion, RoundOwner, RoundTask, Utility, ValuationRound)
 
@@ -155,6 +155,20 @@ class LengthCheckOutputSerializer(serializers.Serializer):
     excluded = ExclusionOutputSerializer(many=True)
 
 
+class TrainingOutputSerializer(serializers.Serializer):
+    owner = serializers.CharField()
+    index = serializers.IntegerField()
+    steps = serializers.ListField(child=serializers.DictField(), help_text="TRL's per-step log: step, epoch, loss, "
+                                  "rewards/accuracies, rewards/margins, rewards/chosen, rewards/rejected, learning_rate, "
+                                  "grad_norm")
+    every = serializers.IntegerField(help_text="every k-th step is kept (k > 1 only past 500 steps)")
+    tokens = serializers.IntegerField(allow_null=True, help_text="tokens trained (all epochs)")
+    seconds = serializers.FloatField(allow_null=True)
+    reused = serializers.BooleanField(help_text="the model came from the cache, trained for an earlier round")
+    solo = serializers.FloatField(allow_null=True, help_text="the owner's solo utility v({i})")
+    empty = serializers.FloatField(allow_null=True, help_text="v(∅): the base model's utility")
+
+
 class RoundDetailOutputSerializer(RoundOutputSerializer):
     """The round plus its units (one fine-tune or scoring pass each; index -1 = the base model) and who ran
     them, for staff; owners see the round without them. `length_check`: pairs cut to the training length per
@@ -162,9 +176,22 @@ class RoundDetailOutputSerializer(RoundOutputSerializer):
 
     units = serializers.SerializerMethodField()
     length_check = serializers.SerializerMethodField()
+    training = serializers.SerializerMethodField()
 
     class Meta(RoundOutputSerializer.Meta):
-        fields = RoundOutputSerializer.Meta.fields + ["units", "length_check"]
+        fields = RoundOutputSerializer.Meta.fields + ["units", "length_check", "training"]
+
+    @extend_schema_field(TrainingOutputSerializer(many=True))
+    def get_training(self, valuation_round) -> list:
+        """Each owner's fine-tune log and solo utility v({i}): staff every owner's, an owner their own."""
+        user = self.context.get("user")
+        owners = selectors.round_participants(valuation_round=valuation_round)
+        if user is None or not user.is_authenticated:
+            return []
+        if not user.is_staff:
+            owners = owners.filter(pk__in=selectors.players_of(user=user).values("pk"))
+        return TrainingOutputSerializer(training_selectors.training_rows(valuation_round=valuation_round,
+                                                                         participants=list(owners)), many=True).data
 
     @extend_schema_field(LengthCheckOutputSerializer)
     def get_length_check(self, valuation_round) -> dict:

@@ -18,7 +18,8 @@ from django.views.decorators.http import require_POST
 from config.csv_export import csv_response
 from marketplace import selectors as marketplace_selectors
 
-from . import charts, estimate_selectors, screening, selectors, services, training_presets
+from . import (charts, estimate_selectors, screening, selectors, services, training_charts, training_presets,
+               training_selectors)
 from .forms import RoundForm
 from .models import FidelityReport, PayoutPolicy, ValuationRound
 
@@ -177,6 +178,20 @@ class RoundResults:
         return selectors.round_generations(valuation_round=self.round, names=self.names)
 
     @cached_property
+    def training(self) -> list[dict]:
+        """The first owners' fine-tunes (staff page: every owner may be shown; CURVES_LIMIT keeps it legible)."""
+        return training_selectors.training_rows(valuation_round=self.round,
+                                                participants=self.participants[:training_selectors.CURVES_LIMIT])
+
+    @cached_property
+    def training_charts(self) -> list[dict]:
+        return training_charts.training_curves(self.training)
+
+    @cached_property
+    def training_hidden(self) -> int:
+        return max(len(self.participants) - training_selectors.CURVES_LIMIT, 0)
+
+    @cached_property
     def fidelity(self):
         return selectors.round_fidelity(valuation_round=self.round)
 
@@ -316,8 +331,11 @@ def round_statement(request, round_id: int):
         return render(request, "valuation/statement_choose.html", {
             "round": valuation_round, "participants": selectors.round_participants(valuation_round=valuation_round)})
     statement = selectors.round_statement(valuation_round=valuation_round, owner=owner)
+    training = training_selectors.training_rows(valuation_round=valuation_round,
+                                                participants=[statement["participant"]])  # theirs alone
     return render(request, "valuation/statement.html", {
-        "s": statement, "round": valuation_round,
+        "s": statement, "round": valuation_round, "training": training,
+        "training_charts": training_charts.training_curves(training),
         "failure": selectors.error_for(valuation_round.error, staff=request.user.is_staff)})
 
 
