@@ -104,3 +104,13 @@ def test_form_shows_presets_and_the_effective_config(client, staff_user, market,
     assert ok.status_code == 302
     r = ValuationRound.objects.get(name="web")
     assert r.config["preset"] == {"name": "lora", "requested": "auto"} and r.config["training"]["epochs"] == 2
+
+
+def test_the_round_page_shows_the_preset_and_its_config(client, staff_user, market, large_model_dir):
+    r = create(market, large_model_dir, preset="auto")
+    client.force_login(staff_user)
+    html = client.get(f"/rounds/{r.pk}/").content.decode()
+    assert ("preset lora (chosen by auto): LoRA r 8, α 16, lr 0.0005, 1 epoch, batch 8, max_length 256, "
+            "loss sigmoid") in html
+    old = services.round_create(name="old", pool="1.00", eval_set=market, base_model_dir=str(large_model_dir))
+    assert "preset tiny: full fine-tune, lr 0.001, 4 epochs" in client.get(f"/rounds/{old.pk}/").content.decode()
