@@ -158,9 +158,9 @@ class LengthCheckOutputSerializer(serializers.Serializer):
 class TrainingOutputSerializer(serializers.Serializer):
     owner = serializers.CharField()
     index = serializers.IntegerField()
-    steps = serializers.ListField(child=serializers.DictField(), help_text="TRL's per-step log: step, epoch, loss, "
-                                  "rewards/accuracies, rewards/margins, rewards/chosen, rewards/rejected, learning_rate, "
-                                  "grad_norm")
+    steps = serializers.ListField(child=serializers.DictField(), help_text=(
+        "TRL's per-step log: step, epoch, loss, rewards/accuracies, rewards/margins, rewards/chosen, "
+        "rewards/rejected, learning_rate, grad_norm"))
     every = serializers.IntegerField(help_text="every k-th step is kept (k > 1 only past 500 steps)")
     tokens = serializers.IntegerField(allow_null=True, help_text="tokens trained (all epochs)")
     seconds = serializers.FloatField(allow_null=True)

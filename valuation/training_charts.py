@@ -12,7 +12,8 @@ from marketplace.charts import base_layout
 from .charts import OBJECTIVE_COLOURS
 
 # (TRL's log key, axis title): what each chart shows.
-METRICS = (("loss", "DPO loss"), ("rewards/accuracies", "reward accuracy (share of pairs with r(chosen) > r(rejected))"),
+METRICS = (("loss", "DPO loss"),
+           ("rewards/accuracies", "reward accuracy (share of pairs with r(chosen) > r(rejected))"),
            ("rewards/margins", "reward margin r(chosen) − r(rejected)"))
 DASHES = ("solid", "dot", "dash", "longdash", "dashdot", "longdashdot")
 STEP_AXIS = "training step"

@@ -43,7 +43,8 @@ def round_new(request):
                     name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
                     base_model_dir=data["base_model"], utility=data["utility"], composition=data["composition"],
                     estimator=data["estimator"], seed=data["seed"], budget=data.get("budget"),
-                    preset=data["preset"] or None, training=data["training"], data_quality=data["data_quality"], owners=[p.name for p in data["owners"]] or None,
+                    preset=data["preset"] or None, training=data["training"], data_quality=data["data_quality"],
+                    owners=[p.name for p in data["owners"]] or None,
                     payout_policy=data["payout_policy"] or PayoutPolicy.CLIP, created_by=request.user,
                     **form.reward_options())
                 services.round_queue(valuation_round=valuation_round)

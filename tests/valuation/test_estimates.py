@@ -126,8 +126,8 @@ def test_remaining_time_while_training(queued, staff_user):
     client = Client()
     client.force_login(staff_user)
     page = client.get(f"/rounds/{queued.pk}/").content.decode()
-    assert "Remaining:</strong> no measurement yet\n  (training: about 10 min from the progress so far; then scoring: " \
-           "no measurement yet)" in page
+    assert ("Remaining:</strong> no measurement yet\n  (training: about 10 min from the progress so far; "
+            "then scoring: no measurement yet)") in page
 
 
 def test_no_estimate_once_done(queued):

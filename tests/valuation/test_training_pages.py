@@ -84,4 +84,5 @@ def test_a_model_without_log_says_so(trained_round, staff_user):
     r, team = trained_round
     OwnerModel.objects.filter(cache_key="k1").update(metrics={})
     html = client_for(staff_user).get(f"/rounds/{r.pk}/").content.decode()
-    assert "no training log recorded" in html and [line["name"] for line in figure(html, "training-loss")["data"]] == ["owner0"]
+    assert "no training log recorded" in html
+    assert [line["name"] for line in figure(html, "training-loss")["data"]] == ["owner0"]
