@@ -61,15 +61,16 @@ def test_unknown_preset_is_refused_and_nothing_is_written(market, fake_model_dir
     assert ValuationRound.objects.count() == 0
 
 
-def test_cli_preset(market, large_model_dir):
-    with pytest.raises(CommandError, match="invalid choice: 'huge'"):
-        call_command("run_round", "--name", "cli", "--base-model", str(large_model_dir), "--eval-set", "eval",
-                     "--pool", "1.00", "--preset", "huge")
-    with pytest.raises(CommandError):  # created, then training fails: the fake model has no real weights
-        call_command("run_round", "--name", "cli", "--base-model", str(large_model_dir), "--eval-set", "eval",
-                     "--pool", "1.00", "--preset", "lora", "--training", '{"epochs": 2}')
-    r = ValuationRound.objects.get(name="cli")
-    assert r.config["preset"] == {"name": "lora", "requested": "lora"} and r.config["training"]["epochs"] == 2
+@pytest.mark.parametrize("extra, says", [
+    (["--preset", "huge"], "invalid choice: 'huge'"),
+    (["--preset", "auto"], "holds no safetensors weights"),  # the preset reached round_create: auto counted weights
+    (["--preset", "lora", "--training", '{"lora_r": 0}'], "training option 'lora_r': must be between 1"),
+])
+def test_cli_preset_is_passed_to_round_creation(market, fake_model_dir, extra, says):
+    with pytest.raises(CommandError, match=says):
+        call_command("run_round", "--name", "cli", "--base-model", str(fake_model_dir), "--eval-set", "eval",
+                     "--pool", "1.00", *extra)
+    assert ValuationRound.objects.count() == 0
 
 
 def test_api_preset(api_staff, market, large_model_dir):
