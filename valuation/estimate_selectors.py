@@ -12,14 +12,14 @@ RECENT = 200  # latest runs a throughput is measured on: this machine as it is n
 
 
 def _training_rate(valuation_round) -> estimates.Throughput | None:
-    rows = OwnerModel.objects.exclude(seconds=0).order_by("-created_at").values_list(
-        "base_model_hash", "seconds", "metrics")[:RECENT]
-    same = [(m.get("tokens") or 0, s) for h, s, m in rows if h == valuation_round.base_model_hash]
+    # Only the two numbers out of the metrics JSON: the step logs there are far larger than a throughput needs.
+    rows = list(OwnerModel.objects.exclude(seconds=0).order_by("-created_at").values_list(
+        "base_model_hash", "seconds", "metrics__tokens", "metrics__base_parameters")[:RECENT])
+    same = [(tokens or 0, s) for h, s, tokens, _ in rows if h == valuation_round.base_model_hash]
     rate = estimates.throughput(same)
     if rate is not None:
         return rate
-    other = [(m.get("tokens") or 0, s, m.get("base_parameters")) for h, s, m in rows
-             if h != valuation_round.base_model_hash]
+    other = [(tokens or 0, s, n) for h, s, tokens, n in rows if h != valuation_round.base_model_hash]
     parameters = _parameters(valuation_round)
     return estimates.scaled_throughput(other, parameters) if other and parameters else None
 

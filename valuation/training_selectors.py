@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .models import ValuationRound
+from .models import OwnerModel, ValuationRound
 
 CURVES_LIMIT = 24  # owners drawn on the round page's curves; more lines than this no one can tell apart
 
@@ -34,13 +34,14 @@ def training_rows(*, valuation_round: ValuationRound, participants) -> list[dict
     "empty" is v(∅), the base model's utility the solo value is measured against."""
     participants = sorted(participants, key=lambda p: p.index)
     solo = _solo_utilities(valuation_round, [p.index for p in participants]) if participants else {}
+    # The log and token count alone, for these owners alone: pages list participants without the metrics JSON.
+    models = {pk: (seconds, log or {}, tokens) for pk, seconds, log, tokens in OwnerModel.objects.filter(
+        pk__in=[p.owner_model_id for p in participants if p.owner_model_id]).values_list(
+        "pk", "seconds", "metrics__log", "metrics__tokens")}
     rows = []
     for p in participants:
-        model = p.owner_model
-        metrics = model.metrics if model else {}
-        log = metrics.get("log") or {}
+        seconds, log, tokens = models.get(p.owner_model_id, (None, {}, None))
         rows.append({"owner": p.owner.name, "index": p.index, "steps": log.get("steps", []),
-                     "every": log.get("every", 1), "tokens": metrics.get("tokens"),
-                     "seconds": model.seconds if model else None, "reused": p.model_reused,
+                     "every": log.get("every", 1), "tokens": tokens, "seconds": seconds, "reused": p.model_reused,
                      "solo": solo.get(p.index), "empty": solo.get(-1)})
     return rows
