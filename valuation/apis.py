@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.http import Http404
+from django.template.loader import render_to_string
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -12,7 +13,7 @@ from rest_framework.views import APIView
 
 from marketplace.models import EvalSet
 
-from . import fidelity, selectors, services, training_selectors
+from . import estimate_selectors, fidelity, selectors, services, training_selectors
 from .models import (CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, PayoutPolicy,
                      RoundExclusion, RoundOwner, RoundTask, Utility, ValuationRound)
 
@@ -169,6 +170,19 @@ class TrainingOutputSerializer(serializers.Serializer):
     empty = serializers.FloatField(allow_null=True, help_text="v(∅): the base model's utility")
 
 
+class EstimateOutputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["before", "running"])
+    training = serializers.FloatField(allow_null=True, help_text="seconds; null: no measurement yet")
+    scoring = serializers.FloatField(allow_null=True, help_text="seconds; null: no measurement yet")
+    total = serializers.FloatField(allow_null=True, help_text="training + scoring seconds (valuing not included)")
+    stage_left = serializers.FloatField(allow_null=True, help_text="seconds left of the running stage")
+    remaining = serializers.FloatField(allow_null=True, help_text="seconds left of training and scoring")
+    tokens = serializers.IntegerField(allow_null=True, help_text="tokens still to train (all epochs)")
+    training_source = serializers.CharField()
+    scoring_source = serializers.CharField()
+    html = serializers.CharField(help_text="the round page's sentence (the page swaps it in as it polls)")
+
+
 class RoundDetailOutputSerializer(RoundOutputSerializer):
     """The round plus its units (one fine-tune or scoring pass each; index -1 = the base model) and who ran
     them, for staff; owners see the round without them. `length_check`: pairs cut to the training length per
@@ -177,9 +191,21 @@ class RoundDetailOutputSerializer(RoundOutputSerializer):
     units = serializers.SerializerMethodField()
     length_check = serializers.SerializerMethodField()
     training = serializers.SerializerMethodField()
+    estimate = serializers.SerializerMethodField()
 
     class Meta(RoundOutputSerializer.Meta):
-        fields = RoundOutputSerializer.Meta.fields + ["units", "length_check", "training"]
+        fields = RoundOutputSerializer.Meta.fields + ["units", "length_check", "training", "estimate"]
+
+    @extend_schema_field(EstimateOutputSerializer(allow_null=True))
+    def get_estimate(self, valuation_round) -> dict | None:
+        """Staff: the time estimate of a round not yet finished (null once it is, and for owners)."""
+        if not self.context.get("staff"):
+            return None
+        estimate = estimate_selectors.round_estimate(valuation_round=valuation_round)
+        if estimate is None:
+            return None
+        html = render_to_string("valuation/_round_estimate.html", {"estimate": estimate, "round": valuation_round})
+        return EstimateOutputSerializer({**estimate, "html": html}).data
 
     @extend_schema_field(TrainingOutputSerializer(many=True))
     def get_training(self, valuation_round) -> list:

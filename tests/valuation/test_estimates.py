@@ -134,3 +134,15 @@ def test_no_estimate_once_done(queued):
     ValuationRound.objects.filter(pk=queued.pk).update(status=ValuationRound.Status.DONE)
     queued.refresh_from_db()
     assert estimate_selectors.round_estimate(valuation_round=queued) is None
+
+
+def test_the_round_api_gives_staff_the_estimate_and_owners_none(queued, staff_user):
+    finished_fine_tune("a", queued.base_model_hash, tokens=4000, seconds=10.0)
+    staff = Client()
+    staff.force_login(staff_user)
+    estimate = staff.get(f"/api/rounds/{queued.pk}/").json()["estimate"]
+    assert estimate["kind"] == "before" and estimate["training"] == pytest.approx(20.0) and estimate["scoring"] is None
+    assert 'id="round-estimate"' in estimate["html"] and "training 20 s" not in estimate["html"]  # no total yet
+    owner = Client()
+    owner.force_login(queued.participants.get(index=0).owner.user)
+    assert owner.get(f"/api/rounds/{queued.pk}/").json()["estimate"] is None
