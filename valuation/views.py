@@ -185,6 +185,11 @@ class RoundResults:
                                                 participants=self.participants[:training_selectors.CURVES_LIMIT])
 
     @cached_property
+    def training_shown(self) -> bool:
+        """Some owner's model has a log, or the round has solo utilities: before that there is nothing to show."""
+        return any(row["steps"] or row["solo"] is not None for row in self.training)
+
+    @cached_property
     def training_charts(self) -> list[dict]:
         return training_charts.training_curves(self.training)
 

@@ -80,6 +80,14 @@ def test_the_round_api_shows_staff_every_log_and_an_owner_their_own(trained_roun
     assert [row["owner"] for row in mine] == ["owner0"]
 
 
+def test_no_training_section_before_any_model_is_trained(staff_user):
+    eval_set = eval_set_create(name="heldout", file=io.BytesIO(jsonl_bytes(make_pairs(4, tag="eval"))),
+                               filename="heldout.jsonl")
+    r = round_for("r-new", eval_set, [owner_create(username="fresh", password=PASSWORD)])
+    html = client_for(staff_user).get(f"/rounds/{r.pk}/").content.decode()
+    assert 'id="training"' not in html and "training-loss" not in html
+
+
 def test_a_model_without_log_says_so(trained_round, staff_user):
     r, team = trained_round
     OwnerModel.objects.filter(cache_key="k1").update(metrics={})
