@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.http import Http404
+from django.template.loader import render_to_string
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -12,7 +13,7 @@ from rest_framework.views import APIView
 
 from marketplace.models import EvalSet
 
-from . import base_models, fidelity, selectors, services
+from . import base_models, estimate_selectors, fidelity, selectors, services, training_selectors
 from .models import (BaseModel, CoalitionGeneration, Composition, Estimator, FidelityReport, OwnerValue, Payout, PayoutPolicy,
                      RoundExclusion, RoundOwner, RoundTask, Utility, ValuationRound)
 
@@ -66,7 +67,11 @@ class RoundInputSerializer(serializers.Serializer):
         help_text="what the pool is split by: 'clip' (Shapley value) or 'margin_share' (split-proof)")
     seed = serializers.IntegerField(min_value=0, default=0)
     beta = serializers.FloatField(min_value=1e-6, required=False)
-    training = serializers.DictField(required=False, default=dict)
+    preset = serializers.CharField(required=False, max_length=16,
+                                   help_text="training preset: tiny (the default), lora, or auto (lora for a base "
+                                             "model of 20M parameters or more)")
+    training = serializers.DictField(required=False, default=dict,
+                                     help_text="training options overriding the preset's, key by key")
     owners = serializers.ListField(
         child=serializers.CharField(), required=False,
         help_text="the players: verified payees, by name or by one of their accounts' usernames (default: every "
@@ -116,7 +121,8 @@ class RoundListCreateApi(APIView):
                 name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
                 base_model=base_model, utility=data["utility"], composition=data["composition"],
                 estimator=data["estimator"], seed=data["seed"], beta=data.get("beta"), training=data["training"],
-                owners=data.get("owners"), budget=data.get("budget"), target=data.get("target"),
+                preset=data.get("preset"), owners=data.get("owners"), budget=data.get("budget"),
+                target=data.get("target"),
                 objectives=data.get("objectives"), payout_objective=data.get("payout_objective"),
                 decoding=data.get("decoding"), prompts=data.get("prompts"),
                 data_quality=data["data_quality"], data_quality_options=data.get("data_quality_options"),
@@ -172,6 +178,33 @@ class LengthCheckOutputSerializer(serializers.Serializer):
     excluded = ExclusionOutputSerializer(many=True)
 
 
+class TrainingOutputSerializer(serializers.Serializer):
+    owner = serializers.CharField()
+    index = serializers.IntegerField()
+    steps = serializers.ListField(child=serializers.DictField(), help_text=(
+        "TRL's per-step log: step, epoch, loss, rewards/accuracies, rewards/margins, rewards/chosen, "
+        "rewards/rejected, learning_rate, grad_norm"))
+    every = serializers.IntegerField(help_text="every k-th step is kept (k > 1 only past 500 steps)")
+    tokens = serializers.IntegerField(allow_null=True, help_text="tokens trained (all epochs)")
+    seconds = serializers.FloatField(allow_null=True)
+    reused = serializers.BooleanField(help_text="the model came from the cache, trained for an earlier round")
+    solo = serializers.FloatField(allow_null=True, help_text="the owner's solo utility v({i})")
+    empty = serializers.FloatField(allow_null=True, help_text="v(∅): the base model's utility")
+
+
+class EstimateOutputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["before", "running"])
+    training = serializers.FloatField(allow_null=True, help_text="seconds; null: no measurement yet")
+    scoring = serializers.FloatField(allow_null=True, help_text="seconds; null: no measurement yet")
+    total = serializers.FloatField(allow_null=True, help_text="training + scoring seconds (valuing not included)")
+    stage_left = serializers.FloatField(allow_null=True, help_text="seconds left of the running stage")
+    remaining = serializers.FloatField(allow_null=True, help_text="seconds left of training and scoring")
+    tokens = serializers.IntegerField(allow_null=True, help_text="tokens still to train (all epochs)")
+    training_source = serializers.CharField()
+    scoring_source = serializers.CharField()
+    html = serializers.CharField(help_text="the round page's sentence (the page swaps it in as it polls)")
+
+
 class RoundDetailOutputSerializer(RoundOutputSerializer):
     """The round plus its units (one fine-tune or scoring pass each; index -1 = the base model) and who ran
     them, for staff; owners see the round without them. `length_check`: pairs cut to the training length and
@@ -180,9 +213,34 @@ class RoundDetailOutputSerializer(RoundOutputSerializer):
 
     units = serializers.SerializerMethodField()
     length_check = serializers.SerializerMethodField()
+    training = serializers.SerializerMethodField()
+    estimate = serializers.SerializerMethodField()
 
     class Meta(RoundOutputSerializer.Meta):
-        fields = RoundOutputSerializer.Meta.fields + ["units", "length_check"]
+        fields = RoundOutputSerializer.Meta.fields + ["units", "length_check", "training", "estimate"]
+
+    @extend_schema_field(EstimateOutputSerializer(allow_null=True))
+    def get_estimate(self, valuation_round) -> dict | None:
+        """Staff: the time estimate of a round not yet finished (null once it is, and for owners)."""
+        if not self.context.get("staff"):
+            return None
+        estimate = estimate_selectors.round_estimate(valuation_round=valuation_round)
+        if estimate is None:
+            return None
+        html = render_to_string("valuation/_round_estimate.html", {"estimate": estimate, "round": valuation_round})
+        return EstimateOutputSerializer({**estimate, "html": html}).data
+
+    @extend_schema_field(TrainingOutputSerializer(many=True))
+    def get_training(self, valuation_round) -> list:
+        """Each owner's fine-tune log and solo utility v({i}): staff every owner's, an owner their own."""
+        user = self.context.get("user")
+        owners = selectors.round_participants(valuation_round=valuation_round)
+        if user is None or not user.is_authenticated:
+            return []
+        if not user.is_staff:
+            owners = owners.filter(pk__in=selectors.players_of(user=user).values("pk"))
+        return TrainingOutputSerializer(training_selectors.training_rows(valuation_round=valuation_round,
+                                                                         participants=list(owners)), many=True).data
 
     @extend_schema_field(LengthCheckOutputSerializer)
     def get_length_check(self, valuation_round) -> dict:

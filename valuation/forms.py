@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 
 from config import money
@@ -54,6 +56,16 @@ class RoundForm(forms.Form):
     base_model = BaseModelChoiceField(queryset=BaseModel.objects.all(), to_field_name="name",
                                       initial=_default_base_model, empty_label=None,
                                       help_text="a registered base model (manage.py import_base_model)")
+    # `auto` preselected: a real base model gets the LoRA preset, the tiny demo model exactly today's config.
+    # A POST without the field (scripts) keeps today's default, `tiny`.
+    preset = forms.ChoiceField(
+        choices=[("auto", "auto (lora from 20M base-model parameters, else tiny)"), ("tiny", "tiny (full fine-tune)"),
+                 ("lora", "lora (rank-8 adapter)")], initial="auto", required=False, label="Training preset",
+        help_text="the training config; the table below shows each preset and the effective one")
+    training = forms.CharField(
+        required=False, max_length=2000, label="Training overrides",
+        widget=forms.TextInput(attrs={"placeholder": '{"epochs": 2}'}),
+        help_text="JSON object of single training options on top of the preset (valuation.engine.dpo.TrainingConfig)")
     utility = forms.ChoiceField(choices=Utility.choices)
     composition = forms.ChoiceField(choices=Composition.choices)
     estimator = forms.ChoiceField(choices=Estimator.choices)
@@ -78,6 +90,16 @@ class RoundForm(forms.Form):
     temperature = forms.FloatField(min_value=1e-6, required=False, help_text="reward utility (blank: 1.0)")
     top_p = forms.FloatField(min_value=1e-6, max_value=1.0, required=False, help_text="reward utility (blank: 1.0)")
     greedy = forms.BooleanField(required=False, help_text="reward utility: decode greedily instead of sampling")
+
+    def clean_training(self) -> dict:
+        text = self.cleaned_data.get("training") or ""
+        try:
+            value = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"not JSON: {exc}")
+        if not isinstance(value, dict):
+            raise forms.ValidationError('must be a JSON object of option: value, e.g. {"epochs": 2}')
+        return value
 
     def reward_options(self) -> dict:
         """The reward-utility options the admin filled in, as round_create's keyword arguments."""

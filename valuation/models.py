@@ -196,6 +196,9 @@ class RoundOwner(models.Model):
     # and pairs it cuts. None on rounds created before the check.
     n_usable = models.PositiveIntegerField(null=True, blank=True)
     n_truncated = models.PositiveIntegerField(null=True, blank=True)
+    # Tokens TRL trains on per epoch (both sequences of each usable pair, cut at max_length), measured at
+    # creation like the counts above: what the round's time estimate is made of. None on older rounds.
+    n_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     data_hash = models.CharField(max_length=64)
     # How the owner's prompts reached the model (stages.common.prompt_format): "text", "chat template",
     # flattened conversations, or the counts of a mix. Empty on rounds created before it was recorded.

@@ -86,7 +86,9 @@ def round_get_for(*, user, round_id: int) -> ValuationRound:
 
 
 def round_participants(*, valuation_round: ValuationRound) -> QuerySet[RoundOwner]:
-    return valuation_round.participants.select_related("owner__user", "owner__payee", "owner_model").order_by("index")
+    # Without the models' metrics: they hold each fine-tune's step log (training_selectors reads it when drawn).
+    return valuation_round.participants.select_related("owner__user", "owner__payee", "owner_model").defer(
+        "owner_model__metrics").order_by("index")
 
 
 def round_exclusions(*, valuation_round: ValuationRound, user=None) -> QuerySet[RoundExclusion]:

@@ -60,7 +60,7 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model: BaseModel | 
                  base_model_dir: str | None = None, utility: str = Utility.PREFERENCE_ACCURACY,
                  composition: str = Composition.SUM, estimator: str = Estimator.AUTO, seed: int = 0,
                  currency: str = "USD", decimals: int | None = None, training: dict | None = None,
-                 beta: float | None = None,
+                 preset: str | None = None, beta: float | None = None,
                  owners: list[str] | None = None, budget: int | None = None, target: float | None = None,
                  objectives=None, payout_objective=None, decoding: dict | None = None, prompts: int | None = None,
                  data_quality: bool = False, data_quality_options: dict | None = None,
@@ -71,7 +71,9 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model: BaseModel | 
     `objectives`, `payout_objective`, `decoding` and `prompts` configure a `reward` round (objectives.py).
     `data_quality` opts the round into the data-quality stage (pair values, flags, clusters) after
     valuing; `data_quality_options` tune it (engine/data_quality.OPTIONS). `payout_policy` is what the pool
-    is split by (engine/allocation.py): the Shapley value (`clip`) or the split-proof margin share."""
+    is split by (engine/allocation.py): the Shapley value (`clip`) or the split-proof margin share.
+    `preset` names the training config (engine/presets.py: tiny, lora, auto) that `training` overrides key by
+    key; without one the round trains with today's defaults (`tiny`) and records no preset."""
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
     _validate_choice(estimator, Estimator, "estimator")
@@ -92,7 +94,8 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model: BaseModel | 
     if reward is not None and budget is None:
         budget = objectives_module.DEFAULT_BUDGET  # each coalition is a decoding pass, not array arithmetic
     budget, target = _check_budget(budget, target, estimator, len(participants))
-    config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target)
+    config = stages.round_config(training=training or {}, seed=seed, beta=beta, budget=budget, target=target,
+                                 preset=preset, base_dir=base_dir)
     if has_chat_template(base_dir):
         # Conversations reach this round's model through its chat template (stages.common.uses_chat); a
         # round without the key flattens them, as every round did before templates were used.
@@ -223,7 +226,8 @@ def _participant_create(valuation_round, index, owner, contributions, *, check, 
     pairs = check.pairs
     participant = RoundOwner.objects.create(round=valuation_round, owner=owner, payee=payee, index=index,
                                             n_pairs=len(pairs), n_usable=check.report.n_usable,
-                                            n_truncated=check.report.n_truncated, data_hash=stages.pairs_digest(pairs),
+                                            n_truncated=check.report.n_truncated, n_tokens=check.report.n_tokens,
+                                            data_hash=stages.pairs_digest(pairs),
                                             prompt_format=check.prompt_format)
     participant.contributions.set(contributions)
     return participant

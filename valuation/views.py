@@ -18,7 +18,8 @@ from django.views.decorators.http import require_POST
 from config.csv_export import csv_response
 from marketplace import selectors as marketplace_selectors
 
-from . import charts, screening, selectors, services
+from . import (base_models, charts, estimate_selectors, screening, selectors, services, training_charts,
+               training_presets, training_selectors)
 from .forms import RoundForm
 from .models import FidelityReport, PayoutPolicy, ValuationRound
 
@@ -42,7 +43,8 @@ def round_new(request):
                     name=data["name"], pool=data["pool"], currency=data["currency"], eval_set=data["eval_set"],
                     base_model=data["base_model"], utility=data["utility"], composition=data["composition"],
                     estimator=data["estimator"], seed=data["seed"], budget=data.get("budget"),
-                    data_quality=data["data_quality"], owners=[p.name for p in data["owners"]] or None,
+                    preset=data["preset"] or None, training=data["training"], data_quality=data["data_quality"],
+                    owners=[p.name for p in data["owners"]] or None,
                     payout_policy=data["payout_policy"] or PayoutPolicy.CLIP, created_by=request.user,
                     **form.reward_options())
                 services.round_queue(valuation_round=valuation_round)
@@ -54,7 +56,21 @@ def round_new(request):
                 f" {excluded} owner{'s' if excluded != 1 else ''} left out: no pair fits the training length "
                 "(see the length check below)." if excluded else ""))
             return redirect("valuation:round-detail", round_id=valuation_round.pk)
-    return render(request, "valuation/round_new.html", {"form": form}, status=400 if form.errors else 200)
+    return render(request, "valuation/round_new.html", {"form": form, "presets": _preset_table(form)},
+                  status=400 if form.errors else 200)
+
+
+def _preset_table(form: RoundForm) -> dict:
+    """The presets side by side and the effective config for what the form holds (its initial values on GET;
+    a POST without a preset is `tiny`, as round_create reads it)."""
+    if form.is_bound:
+        name, preset, overrides = form.data.get("base_model", ""), form.data.get("preset") or "tiny", \
+            form.data.get("training", "")
+    else:
+        name, preset, overrides = form["base_model"].initial, form["preset"].initial, ""
+    registered = base_models.base_model_find(str(name or ""))
+    base = registered.path if registered is not None else ""  # `auto` then says it cannot resolve
+    return training_presets.preset_table(base_model=base, preset=preset, overrides_text=overrides)
 
 
 class RoundResults:
@@ -165,6 +181,25 @@ class RoundResults:
         return selectors.round_generations(valuation_round=self.round, names=self.names)
 
     @cached_property
+    def training(self) -> list[dict]:
+        """The first owners' fine-tunes (staff page: every owner may be shown; CURVES_LIMIT keeps it legible)."""
+        return training_selectors.training_rows(valuation_round=self.round,
+                                                participants=self.participants[:training_selectors.CURVES_LIMIT])
+
+    @cached_property
+    def training_shown(self) -> bool:
+        """Some owner's model has a log, or the round has solo utilities: before that there is nothing to show."""
+        return any(row["steps"] or row["solo"] is not None for row in self.training)
+
+    @cached_property
+    def training_charts(self) -> list[dict]:
+        return training_charts.training_curves(self.training)
+
+    @cached_property
+    def training_hidden(self) -> int:
+        return max(len(self.participants) - training_selectors.CURVES_LIMIT, 0)
+
+    @cached_property
     def fidelity(self):
         return selectors.round_fidelity(valuation_round=self.round)
 
@@ -196,6 +231,7 @@ def round_detail(request, round_id: int):
     return render(request, "valuation/round_detail.html", {
         "round": valuation_round,
         "stages": selectors.round_stages(valuation_round=valuation_round),
+        "estimate": estimate_selectors.round_estimate(valuation_round=valuation_round),
         "exclusions": selectors.round_exclusions(valuation_round=valuation_round),
         "status_labels": dict(ValuationRound.Status.choices),
         "totals": selectors.round_payout_totals(valuation_round=valuation_round),
@@ -303,8 +339,11 @@ def round_statement(request, round_id: int):
         return render(request, "valuation/statement_choose.html", {
             "round": valuation_round, "participants": selectors.round_participants(valuation_round=valuation_round)})
     statement = selectors.round_statement(valuation_round=valuation_round, owner=owner)
+    training = training_selectors.training_rows(valuation_round=valuation_round,
+                                                participants=[statement["participant"]])  # theirs alone
     return render(request, "valuation/statement.html", {
-        "s": statement, "round": valuation_round,
+        "s": statement, "round": valuation_round, "training": training,
+        "training_charts": training_charts.training_curves(training),
         "failure": selectors.error_for(valuation_round.error, staff=request.user.is_staff)})
 
 

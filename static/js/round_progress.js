@@ -20,6 +20,13 @@
     if (time && seconds !== undefined && seconds !== null) time.textContent = Number(seconds).toFixed(1) + " s";
   }
 
+  function showEstimate(estimate) {
+    var now = document.getElementById("round-estimate");
+    if (!now || !estimate || !estimate.html) return;
+    var next = new DOMParser().parseFromString(estimate.html, "text/html").getElementById("round-estimate");
+    if (next) now.replaceWith(document.importNode(next, true));
+  }
+
   function show(round) {
     var label = document.getElementById("status-label");
     if (label) {
@@ -29,6 +36,7 @@
     Object.keys(round.progress || {}).forEach(function (stage) {
       showStage(stage, round.progress[stage], (round.timings || {})[stage]);
     });
+    showEstimate(round.estimate);
   }
 
   function swapIn() {

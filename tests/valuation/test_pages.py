@@ -168,8 +168,9 @@ def test_round_page_queries_do_not_grow_with_owners(eval_set, staff_user, n_owne
                                                 share_eval=0, share_owner=0, max_eval=0, max_owner=0)
                                     for p in r.participants.all())
     client = client_for(staff_user)
-    # +1: latest fidelity report id in the cache key; +2: the semantic screen and its rows (not cached)
-    with django_assert_max_num_queries(14):
+    # +1: latest fidelity report id in the cache key; +2: the semantic screen and its rows (not cached);
+    # +1: the solo utilities v({i}) beside the training curves
+    with django_assert_max_num_queries(15):
         response = client.get(f"/rounds/{r.pk}/")
     assert response.status_code == 200 and body(response).count("<td>draft</td>") == n_owners
     assert body(response).count("<td>no</td>") == n_owners  # one screen row per owner, none flagged
@@ -285,7 +286,7 @@ def test_a_statement_of_an_unfinished_round_says_so(eval_set):
 def test_statement_queries_are_constant(done_round, django_assert_max_num_queries):
     r, (a, b, c) = done_round
     client = client_for(a.user)
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(11):  # 11th: the owner's solo utility v({i}) beside their training curve
         assert client.get(f"/rounds/{r.pk}/statement/").status_code == 200
 
 

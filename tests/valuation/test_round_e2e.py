@@ -127,3 +127,25 @@ def test_replay_from_scratch_is_bit_identical_and_cache_is_reused(three_owners, 
     replay = run(three_owners, tiny_base_model, "replay", training={"epochs": 1}, seed=3)
     assert len(train_calls) == 6
     assert values_of(replay) == expected
+
+
+def test_a_finished_round_measures_what_the_next_estimate_needs(tiny_base_model, settings, tmp_path_factory):
+    """The tokens counted at creation are the tokens training reports; the step log is kept per model; the
+    next round on this base model gets an estimate from the measured throughput."""
+    from valuation import estimate_selectors
+
+    add_owner("small_a", synthetic.owner_pairs("clean_mix", 16, 21))
+    add_owner("small_b", synthetic.owner_pairs("noisy", 16, 22))
+    eval_set = add_eval_set("small_eval", synthetic.eval_pairs(8, 0))
+    settings.ARTIFACTS_DIR = tmp_path_factory.mktemp("measured-artifacts")  # cold: adopted artifacts time nothing
+    r = run(eval_set, tiny_base_model, "measured")
+    epochs = r.config["training"]["epochs"]
+    for p in r.participants.select_related("owner_model"):
+        metrics = p.owner_model.metrics
+        assert metrics["tokens"] == p.n_tokens * epochs > 0
+        assert len(metrics["log"]["steps"]) == metrics["steps"] > 0
+    fresh = services.round_create(name="next", pool="1.00", eval_set=eval_set, base_model_dir=str(tiny_base_model),
+                                  seed=1)  # another seed: every model is to be trained again
+    estimate = estimate_selectors.round_estimate(valuation_round=fresh)
+    assert estimate["tokens"] == sum(p.n_tokens for p in fresh.participants.all()) * epochs
+    assert estimate["training"] > 0 and estimate["scoring"] > 0 and estimate["training_source"].endswith("this model")

@@ -35,6 +35,7 @@ from .base_model import RECORD_FILES as BASE_RECORD_FILES
 from .base_model import load_tokenizer, quiet_hf, torch_threads
 from .data import Pair, pairs_to_dataset
 from .hashing import config_hash, directory_hash, pairs_hash
+from .training_log import measured, step_log, summarise
 
 RECORD = "owner_model.json"
 RECORD_FILES = (RECORD,)  # run record: describes the model, excluded from its hash
@@ -206,21 +207,6 @@ def build_trainer(
     return trainer
 
 
-def _summarise(log_history: list[dict], window: int = 3) -> dict:
-    """First and last values of TRL's per-step training metrics (means over ``window`` steps)."""
-    steps = [entry for entry in log_history if "loss" in entry and "rewards/margins" in entry]
-    summary: dict = {"steps": len(steps)}
-    for key in ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected"):
-        values = [entry[key] for entry in steps if key in entry]
-        if values:
-            name = key.replace("/", "_")
-            summary[f"{name}_first"] = sum(values[:window]) / len(values[:window])
-            summary[f"{name}_last"] = sum(values[-window:]) / len(values[-window:])
-    final = next((entry for entry in reversed(log_history) if "train_loss" in entry), {})
-    summary["train_loss"] = final.get("train_loss")
-    return summary
-
-
 def _cached_model(out: Path, expected: dict) -> TrainResult | None:
     record_path = out / RECORD
     if not record_path.is_file():
@@ -284,8 +270,9 @@ def train_owner_model(
     with tempfile.TemporaryDirectory(prefix="dpo-scratch-") as scratch, torch_threads(runtime.threads) as threads:
         trainer = build_trainer(base, list(pairs), config, scratch, runtime=runtime)
         trainer.train()
-        metrics = {**_summarise(trainer.state.log_history), "n_pairs": len(pairs), "threads": threads,
-                   "device": runtime.device}
+        history = trainer.state.log_history
+        metrics = {**summarise(history), "n_pairs": len(pairs), "threads": threads, "device": runtime.device,
+                   "log": step_log(history), **measured(base, pairs, config.max_length, config.epochs)}
         model_hash = _save(trainer, base, tmp, config, expected, metrics)
     if out.exists():
         shutil.rmtree(out)

@@ -36,6 +36,14 @@ class PairLength:
         return self.max_length is not None and self.truncation_mode == "keep_start" and self.prompt >= self.max_length
 
     @property
+    def trained_tokens(self) -> int:
+        """Tokens of the two sequences TRL trains on for this pair (prompt + response, cut to max_length)."""
+        if self.dropped:
+            return 0
+        cap = self.max_length or (self.prompt + max(self.chosen, self.rejected))
+        return min(self.prompt + self.chosen, cap) + min(self.prompt + self.rejected, cap)
+
+    @property
     def truncated(self) -> bool:
         """TRL trains on the pair but cuts at least one of its two sequences."""
         if self.dropped or self.max_length is None:
@@ -53,6 +61,7 @@ class LengthReport:
     n_dropped: int  # pairs TRL removes: no response token would survive the cut
     longest_prompt: int  # tokens of the longest prompt (0 without pairs)
     max_length: int | None
+    n_tokens: int = 0  # tokens of the sequences TRL trains on per epoch (both of each usable pair, after the cut)
 
     @property
     def trainable(self) -> bool:
@@ -80,7 +89,8 @@ def length_report(tokenizer, pairs: list[Pair], max_length: int | None,
     dropped = sum(length.dropped for length in lengths)
     return LengthReport(n_pairs=len(lengths), n_usable=len(lengths) - dropped,
                         n_truncated=sum(length.truncated for length in lengths), n_dropped=dropped,
-                        longest_prompt=max((length.prompt for length in lengths), default=0), max_length=max_length)
+                        longest_prompt=max((length.prompt for length in lengths), default=0), max_length=max_length,
+                        n_tokens=sum(length.trained_tokens for length in lengths))
 
 
 def trained_sequences(tokenizer, pairs: list[Pair], max_length: int | None,

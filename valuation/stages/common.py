@@ -162,27 +162,18 @@ def training_config(config: dict):
     return TrainingConfig(**fields)
 
 
-def round_config(*, training: dict, seed: int, beta: float | None, budget: int, target: float) -> dict:
-    """Everything that determines the result, as JSON: training config (with seed), beta, versions."""
-    from valuation.engine.dpo import TrainingConfig
+def round_config(*, training: dict, seed: int, beta: float | None, budget: int, target: float,
+                 preset: str | None = None, base_dir: Path | None = None) -> dict:
+    """Everything that determines the result, as JSON: training config (with seed), beta, versions.
 
-    names = {f.name for f in dataclasses.fields(TrainingConfig)}
-    unknown = set(training) - names
-    if unknown:
-        from django.core.exceptions import ValidationError
-
-        raise ValidationError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    overrides = dict(training, seed=seed)
-    if beta is not None:
-        overrides["beta"] = beta
-    try:
-        cfg = TrainingConfig(**overrides)
-    except ValueError as exc:
-        from django.core.exceptions import ValidationError
-
-        raise ValidationError(str(exc)) from None
+    The training config is the named preset (engine/presets.py; `auto` resolved against the base model in
+    ``base_dir``) with ``training``'s single keys on top. Without a preset it is `TrainingConfig()` with the
+    overrides and no preset is recorded: exactly the config of rounds from before presets."""
+    cfg, chosen = _training_from_preset(preset, training, seed=seed, beta=beta, base_dir=base_dir)
     config = {"training": dataclasses.asdict(cfg), "beta": cfg.beta, "seed": seed, "budget": budget,
               "target": target, "versions": _library_versions()}
+    if chosen:
+        config["preset"] = chosen
     from valuation.engine.base_model import threads_to_use
 
     config["threads"] = threads_to_use()  # every process training or scoring for the round uses this many
@@ -190,6 +181,31 @@ def round_config(*, training: dict, seed: int, beta: float | None, budget: int, 
     if dtype != "float32":
         config["dtype"] = dtype  # float32 rounds record none: the precision every round had before the setting
     return config
+
+
+def _training_from_preset(preset, training: dict, *, seed: int, beta, base_dir) -> tuple:
+    """(TrainingConfig, {"name", "requested"} or None) of a round; a ValidationError says what is wrong."""
+    from valuation.engine import presets
+    from valuation.engine.dpo import TrainingConfig
+
+    names = {f.name for f in dataclasses.fields(TrainingConfig)}
+    unknown = set(training) - names
+    if unknown:
+        raise ValidationError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    overrides = dict(training, seed=seed)
+    if beta is not None:
+        overrides["beta"] = beta
+    try:
+        name = presets.TINY if preset is None else presets.resolve(preset, base_dir)
+        cfg = presets.effective_config(name, overrides)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    return cfg, None if preset is None else {"name": name, "requested": preset}
+
+
+def preset_of(config: dict) -> dict:
+    """The preset a round's config was made from ({"name", "requested"}): `tiny` for rounds without one."""
+    return config.get("preset") or {"name": "tiny", "requested": None}
 
 
 def _checked_dtype(dtype: str) -> str:

@@ -14,3 +14,11 @@ def payout_label(weights) -> str:
     from valuation.objectives import payout_label as label
 
     return label(weights) if weights else ""
+
+
+@register.filter
+def duration(seconds):
+    """Seconds as a person reads them (estimates.duration_text); None is "no measurement yet"."""
+    from valuation.estimates import duration_text
+
+    return duration_text(seconds)

@@ -116,3 +116,20 @@ def test_owner_log_ratio_margins_order_clean_noisy_adversarial(clean_owner, base
     assert (clean > 0).mean() >= 0.9 and (adversarial < 0).mean() >= 0.9
     assert 0 < noisy.mean() < clean.mean()
     print("D means", D.mean(axis=1), "frac>0", (D > 0).mean(axis=1))
+
+
+def test_the_run_records_trls_step_log_tokens_and_parameters(clean_owner, base_model, owner_train_pairs):
+    from valuation.engine.lengths import length_report
+    from valuation.engine.model_card import parameter_count
+    from valuation.engine.runtime import tokenizer
+
+    m = clean_owner.metrics
+    steps = m["log"]["steps"]
+    assert m["log"]["every"] == 1 and [s["step"] for s in steps] == list(range(1, 13))
+    assert {"loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected",
+            "learning_rate"} <= set(steps[0])
+    assert steps[-1]["loss"] < steps[0]["loss"] and steps[-1]["epoch"] == pytest.approx(3.0)
+    per_epoch = length_report(tokenizer(base_model.path), owner_train_pairs, TEST_TRAINING_CONFIG.max_length).n_tokens
+    assert m["tokens"] == per_epoch * TEST_TRAINING_CONFIG.epochs > 0
+    assert m["base_parameters"] == parameter_count(base_model.path)
+    assert json.loads((clean_owner.path / RECORD).read_text())["metrics"]["log"] == m["log"]

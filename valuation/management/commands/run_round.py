@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.models import EvalSet
 from valuation import base_models, selectors, services
+from valuation.engine.presets import PRESETS
 from valuation.models import Composition, Estimator, PayoutPolicy, Utility, ValuationRound
 
 
@@ -49,8 +50,12 @@ class Command(BaseCommand):
         reward.add_argument("--greedy", action="store_true", help="decode greedily instead of sampling")
         parser.add_argument("--data-quality", action="store_true",
                             help="after valuing, value every pair and cluster the data (see value_pairs)")
+        parser.add_argument("--preset", default=None, choices=PRESETS,
+                            help="training preset (valuation/engine/presets.py): tiny (today's defaults, also when "
+                                 "omitted), lora (a real instruct model), auto (lora from 20M base-model parameters)")
         parser.add_argument("--training", type=json.loads, default=None, metavar="JSON",
-                            help='training config overrides, e.g. \'{"epochs": 1}\' (valuation.engine.dpo.TrainingConfig)')
+                            help='training config overrides on top of the preset, e.g. \'{"epochs": 1}\' '
+                                 '(valuation.engine.dpo.TrainingConfig)')
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **opts):
@@ -85,7 +90,7 @@ class Command(BaseCommand):
             seed=opts["seed"], currency=opts["currency"], budget=opts["budget"], target=opts["target"],
             objectives=opts["objective"], payout_objective=opts["payout_objective"], prompts=opts["prompts"],
             decoding=_decoding_options(opts), data_quality=opts["data_quality"], training=opts["training"],
-            owners=opts["owner"] or None, payout_policy=opts["payout_policy"])
+            preset=opts["preset"], owners=opts["owner"] or None, payout_policy=opts["payout_policy"])
 
 
 def _base_model_option(value: str) -> dict:
