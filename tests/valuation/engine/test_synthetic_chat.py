@@ -85,3 +85,13 @@ def test_bad_arguments_are_refused():
         sc.owner_pairs("clean", 10, sc.OWNER_SEEDS)
     with pytest.raises(ValueError, match="n must be"):
         sc.eval_pairs(sc.BLOCK + 1)
+
+
+def test_the_upload_parser_accepts_every_demo_file_whole(tmp_path):
+    from marketplace.parsing import parse_upload
+
+    written = sc.write_demo_files(tmp_path, seed=1)
+    for path in [*written["owners"].values(), written["eval"]]:
+        with open(path, "rb") as handle:
+            result = parse_upload(handle, filename=path.name)
+        assert result.errors == [] and len(result.pairs) == len(path.read_text().splitlines())
