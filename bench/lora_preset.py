@@ -49,6 +49,23 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def progress_callback():
+    """Prints each logged step's loss, reward accuracy and margin with the wall time so far."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                print(f"  step {state.global_step}/{state.max_steps} {time.perf_counter() - self.start:.0f} s: "
+                      f"loss {logs['loss']:.3f} acc {logs.get('rewards/accuracies', float('nan')):.2f} "
+                      f"margin {logs.get('rewards/margins', float('nan')):+.3f}", flush=True)
+
+    return Progress()
+
+
 def run(model_dir: str, train: list[dict], evaluation: list[dict], lr: float, epochs: int, args) -> dict:
     import datasets
     import torch
@@ -72,6 +89,7 @@ def run(model_dir: str, train: list[dict], evaluation: list[dict], lr: float, ep
                              eval_dataset=datasets.Dataset.from_list(evaluation), processing_class=tokenizer,
                              peft_config=lora)
         trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(progress_callback())
         wall, cpu = time.perf_counter(), cpu_seconds()
         trainer.train()
         train_wall, train_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
