@@ -133,3 +133,26 @@ def test_the_run_records_trls_step_log_tokens_and_parameters(clean_owner, base_m
     assert m["tokens"] == per_epoch * TEST_TRAINING_CONFIG.epochs > 0
     assert m["base_parameters"] == parameter_count(base_model.path)
     assert json.loads((clean_owner.path / RECORD).read_text())["metrics"]["log"] == m["log"]
+
+
+@pytest.mark.parametrize("use_lora", [False, True])
+def test_activation_checkpointing_changes_no_bit_of_the_weights(base_model, owner_train_pairs, tmp_path, monkeypatch,
+                                                                use_lora):
+    """CPU workers train without TRL's default activation checkpointing (one forward pass fewer per step); the
+    weights must be the very ones a checkpointing (GPU-style) run gives, or a cache key would mean two models."""
+    from valuation.engine import dpo
+
+    config = TrainingConfig(epochs=1, use_lora=use_lora, seed=0)
+    pairs = owner_train_pairs[:32]
+    plain = train_owner_model(base_model.path, pairs, tmp_path / "plain", config)
+    original = dpo._dpo_args
+
+    def checkpointing(*args, **kwargs):
+        dpo_args = original(*args, **kwargs)
+        assert dpo_args.gradient_checkpointing is False  # the CPU default this test compares against
+        dpo_args.gradient_checkpointing = True
+        return dpo_args
+
+    monkeypatch.setattr(dpo, "_dpo_args", checkpointing)
+    checkpointed = train_owner_model(base_model.path, pairs, tmp_path / "checkpointed", config)
+    assert not checkpointed.cached and checkpointed.model_hash == plain.model_hash
