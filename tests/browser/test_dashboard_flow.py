@@ -74,9 +74,9 @@ def sign_in(driver, base: str, username: str, password: str = PASSWORD) -> None:
 
 
 def start_round(driver, base: str, name: str, base_model: str, pool: str = "1000.00",
-                eval_set: str = "heldout") -> None:
+                eval_set: str = "heldout", preset: str | None = None) -> None:
     """Fill in and submit the new-round form as a signed-in staff user (``base_model``: a registered
-    base model's name); wait for the round's page."""
+    base model's name; ``preset``: the training preset, else the form's own choice); wait for the round's page."""
     from selenium.webdriver.support.ui import Select
 
     driver.get(base + "/rounds/new/")
@@ -84,6 +84,8 @@ def start_round(driver, base: str, name: str, base_model: str, pool: str = "1000
     fill(driver, "id_pool", pool)
     Select(driver.find_element("id", "id_base_model")).select_by_value(base_model)
     Select(driver.find_element("id", "id_eval_set")).select_by_value(eval_set)
+    if preset is not None:
+        Select(driver.find_element("id", "id_preset")).select_by_value(preset)
     submit(driver)
     wait_until(driver, lambda d: "/rounds/new/" not in d.current_url, f"round {name} was not created")
 
@@ -152,7 +154,7 @@ def test_owner_uploads_staff_run_and_approve_a_round_owner_reads_statement(brows
 
     # --- staff start a round through the form
     sign_in(browser, base, staff_user.username)
-    start_round(browser, base, "browser-round", "browser-model")
+    start_round(browser, base, "browser-round", "browser-model", preset="tiny")  # no weights for `auto` to count
     assert "queued" in browser.page_source
     valuation_round = ValuationRound.objects.get(name="browser-round")
     assert browser.current_url.endswith(f"/rounds/{valuation_round.pk}/")

@@ -22,10 +22,10 @@ PRESETS = (TINY, LORA, AUTO)
 # and learns more per pair; SmolLM2-135M is 134.5M. Any value between the two separates them.
 LORA_MIN_PARAMETERS = 20_000_000
 
-# The lora preset's optimisation settings, measured on SmolLM2-135M-Instruct on this kind of machine:
-# docs/measurements.md ("Training presets") gives the runs they were chosen from.
-LORA_LEARNING_RATE = 5e-4  # LoRA takes ~10x full fine-tuning's rate; 5e-4 moves reward accuracy in one epoch
-LORA_EPOCHS = 1  # one pass: a real model overfits a few dozen pairs in more
+# The lora preset's optimisation settings, measured on SmolLM2-135M-Instruct (bench/lora_preset.py; the runs
+# and why these were chosen: docs/real-models.md, "The `lora` preset, measured").
+LORA_LEARNING_RATE = 5e-4  # separates a clean from a flipped owner in one epoch; 1e-3 already saturates its pairs
+LORA_EPOCHS = 1  # one pass suffices on 64 pairs, and each epoch is most of a round's cost
 LORA_BATCH_SIZE = 8  # pairs per step: more steps per owner than 16, each still cheap on 2 cores
 LORA_MAX_LENGTH = 256  # chat-templated prompt + answer; longer ones are cut (the length check counts them)
 
