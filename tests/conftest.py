@@ -99,6 +99,17 @@ def make_pairs(n: int, tag: str = "p") -> list[dict]:
             for i in range(n)]
 
 
+def register_model_dir(name: str, path, n_parameters: int = 0):
+    """Register ``path`` as base model ``name`` the way import_base_model records one, without its weight checks
+    (stand-in directories hold a config and a tokenizer only): the web form and the API take registered models."""
+    from valuation.models import BaseModel
+    from valuation.stages.common import model_dir_hash
+
+    return BaseModel.objects.create(name=name, path=str(path.resolve()), source_kind="hf_dir", source=str(path),
+                                    architecture="LlamaForCausalLM", n_parameters=n_parameters, context_length=0,
+                                    has_chat_template=False, dtype="float32", content_hash=model_dir_hash(path))
+
+
 def jsonl_bytes(records) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 

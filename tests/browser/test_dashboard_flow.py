@@ -25,10 +25,9 @@ from marketplace.models import DataOwner
 from marketplace.payees import owner_set_status
 from marketplace.services import contribution_create, eval_set_create, owner_create
 from tests.browser.conftest import screenshot
-from tests.conftest import PASSWORD, jsonl_bytes, make_pairs, verified_owner
+from tests.conftest import PASSWORD, jsonl_bytes, make_pairs, register_model_dir, verified_owner
 from tests.dashboards import round_for, write_data_quality, write_objective_values, write_results
-from valuation.models import BaseModel, Payout, ValuationRound
-from valuation.stages.common import model_dir_hash
+from valuation.models import Payout, ValuationRound
 
 pytestmark = pytest.mark.browser
 WAIT = 20  # seconds; the page polls every second
@@ -147,10 +146,7 @@ def test_owner_uploads_staff_run_and_approve_a_round_owner_reads_statement(brows
     model_dir = tmp_path / "model"  # a config and a tokenizer: enough to create a round (it is never run here)
     shutil.copytree(tiny_tokenizer_dir, model_dir)
     (model_dir / "config.json").write_text('{"model_type": "llama"}')
-    BaseModel.objects.create(name="browser-model", path=str(model_dir.resolve()), source_kind="hf_dir",
-                             source=str(model_dir), architecture="LlamaForCausalLM", n_parameters=0,
-                             context_length=0, has_chat_template=False, dtype="float32",
-                             content_hash=model_dir_hash(model_dir))
+    register_model_dir("browser-model", model_dir)
 
     # --- staff start a round through the form
     sign_in(browser, base, staff_user.username)

@@ -3,7 +3,7 @@
 import pytest
 
 from marketplace.services import contribution_create, eval_set_create
-from tests.conftest import jsonl_bytes, upload, verified_owner
+from tests.conftest import jsonl_bytes, register_model_dir, upload, verified_owner
 
 
 def pairs_records(pairs) -> list[dict]:
@@ -30,15 +30,10 @@ def fake_model_dir(tmp_path, tiny_tokenizer_dir, db):
     only, accept it by name or by this path."""
     import shutil
 
-    from valuation.models import BaseModel
-    from valuation.stages.common import model_dir_hash
-
     path = tmp_path / "model"
     shutil.copytree(tiny_tokenizer_dir, path)
     (path / "config.json").write_text('{"model_type": "llama"}')
-    BaseModel.objects.create(name="fake", path=str(path.resolve()), source_kind="hf_dir", source=str(path),
-                             architecture="LlamaForCausalLM", n_parameters=0, context_length=0,
-                             has_chat_template=False, dtype="float32", content_hash=model_dir_hash(path))
+    register_model_dir("fake", path)
     return path
 
 

@@ -10,6 +10,7 @@ from valuation import services
 from valuation.engine import presets, synthetic
 from valuation.engine.dpo import TrainingConfig
 from valuation.models import ValuationRound
+from tests.conftest import register_model_dir
 from tests.valuation.conftest import add_eval_set, add_owner
 from tests.valuation.engine.test_presets import weights_of
 
@@ -28,14 +29,8 @@ def large_model_dir(fake_model_dir, tmp_path):
     `large` (adding weights to `fake` itself would change a registered model under its name)."""
     import shutil
 
-    from valuation.models import BaseModel
-    from valuation.stages.common import model_dir_hash
-
     large = weights_of(shutil.copytree(fake_model_dir, tmp_path / "large"), presets.LORA_MIN_PARAMETERS)
-    BaseModel.objects.create(name="large", path=str(large.resolve()), source_kind="hf_dir", source=str(large),
-                             architecture="LlamaForCausalLM", n_parameters=presets.LORA_MIN_PARAMETERS,
-                             context_length=0, has_chat_template=False, dtype="float32",
-                             content_hash=model_dir_hash(large))
+    register_model_dir("large", large, n_parameters=presets.LORA_MIN_PARAMETERS)
     return large
 
 
