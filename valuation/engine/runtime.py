@@ -23,6 +23,7 @@ forward passes while weights and optimiser state stay float32.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import os
@@ -124,6 +125,32 @@ def shared_base_model(model_dir: str | Path):
 def base_model_copy(model_dir: str | Path):
     """A private copy of the model in ``model_dir`` to train or wrap, without reading the files again."""
     return copy.deepcopy(_WARM.base_model(model_dir))
+
+
+@contextlib.contextmanager
+def adapter_on_shared_base(base_dir: str | Path, adapter_dir: str | Path):
+    """The process's shared base model with the PEFT adapter in ``adapter_dir`` on top, to read only.
+
+    PEFT injects the adapter's layers into the model it is given; they are taken out again afterwards
+    (`unload`, no merge), which leaves the shared model's modules and weights as loaded, so scoring n
+    adapters holds one base model instead of copying it n times. Should injecting or taking out fail
+    half way, the shared model is forgotten and the next use reads it from disk again."""
+    from peft import PeftModel
+
+    base = _WARM.base_model(base_dir)
+    try:
+        model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    except BaseException:
+        _WARM.base = None
+        raise
+    try:
+        yield model
+    finally:
+        try:
+            model.unload()
+        except BaseException:
+            _WARM.base = None
+            raise
 
 
 def tokenizer(model_dir: str | Path):

@@ -22,6 +22,7 @@ model's files once.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,27 +186,34 @@ def score_model(
     runtime = runtime or rt.Runtime.from_env()
     runtime.check_device()
     tokenizer_dir = base_dir if base_dir is not None else model_dir
-    model = _warm_policy(model_dir, base_dir, runtime)
     chosen_ids, rejected_ids = rt.eval_sequences(tokenizer_dir, pairs, max_length)
-    chosen, rejected = sequences_logps(model, rt.tokenizer(tokenizer_dir), chosen_ids, rejected_ids,
-                                       batch_size=batch_size, runtime=runtime)
+    with _warm_policy(model_dir, base_dir, runtime) as model:
+        chosen, rejected = sequences_logps(model, rt.tokenizer(tokenizer_dir), chosen_ids, rejected_ids,
+                                           batch_size=batch_size, runtime=runtime)
     return ScoreResult(chosen=chosen, rejected=rejected)
 
 
+@contextlib.contextmanager
 def _warm_policy(model_dir, base_dir, runtime: rt.Runtime):
-    """``load_policy``, but the base model comes from the worker's memory instead of its files."""
+    """``load_policy``, but the base model comes from the worker's memory instead of its files. On a CPU
+    worker the base and every adapter are read on the one shared base model (no copy of it per pass)."""
     same_as_base = base_dir is not None and Path(model_dir).resolve() == Path(base_dir).resolve()
     if same_as_base and runtime.device == "cpu":
-        return rt.shared_base_model(base_dir)  # read-only use: no copy needed
-    if same_as_base:
-        return rt.base_model_copy(base_dir).to(runtime.device)
-    if is_adapter_dir(model_dir):
-        from peft import PeftModel
-
+        yield rt.shared_base_model(base_dir)  # read-only use: no copy needed
+    elif same_as_base:
+        yield rt.base_model_copy(base_dir).to(runtime.device)
+    elif is_adapter_dir(model_dir):
         if base_dir is None:
             raise ValueError(f"{model_dir} holds a PEFT adapter; pass the base model directory it was trained on")
-        return PeftModel.from_pretrained(rt.base_model_copy(base_dir), str(model_dir)).eval().to(runtime.device)
-    return load_base_model(model_dir).to(runtime.device)
+        if runtime.device == "cpu":
+            with rt.adapter_on_shared_base(base_dir, model_dir) as model:
+                yield model
+        else:
+            from peft import PeftModel
+
+            yield PeftModel.from_pretrained(rt.base_model_copy(base_dir), str(model_dir)).eval().to(runtime.device)
+    else:
+        yield load_base_model(model_dir).to(runtime.device)
 
 
 def delta_matrix(base: ScoreResult, owners: list[ScoreResult]) -> np.ndarray:

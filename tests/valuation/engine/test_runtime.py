@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from valuation.engine import runtime, scoring, synthetic
-from valuation.engine.dpo import train_owner_model
+from valuation.engine.dpo import TrainingConfig, train_owner_model
 from valuation.engine.runtime import Runtime
 from tests.valuation.engine.conftest import TEST_TRAINING_CONFIG
 
@@ -94,3 +94,30 @@ def test_bfloat16_trains_a_different_model_that_records_its_precision(base_model
     scores = scoring.score_model(bf16.path, base_model.path, synthetic.eval_pairs(8, 0),
                                  runtime=Runtime(dtype="bfloat16"))
     assert np.isfinite(scores.chosen).all() and (scores.chosen < 0).all()
+
+
+@pytest.mark.slow
+def test_adapters_are_scored_on_the_one_shared_base_and_leave_it_as_loaded(base_model, small_eval_pairs, tmp_path):
+    """A CPU worker reads every adapter on its single warm base model: the same numbers as a private copy, and
+    afterwards the shared model has no adapter layers left and the very weights it was loaded with."""
+    from peft import PeftModel
+
+    adapter = train_owner_model(base_model.path, synthetic.owner_pairs("clean_helpful", 16, 3), tmp_path / "lora",
+                                TrainingConfig(epochs=1, use_lora=True, seed=0))
+    runtime.clear()
+    shared = runtime.shared_base_model(base_model.path)
+    loaded = {name: tensor.clone() for name, tensor in shared.state_dict().items()}
+    modules = [type(module).__name__ for module in shared.modules()]
+    first = scoring.score_model(adapter.path, base_model.path, small_eval_pairs)
+    assert runtime.shared_base_model(base_model.path) is shared  # not reloaded, not copied
+    assert [type(module).__name__ for module in shared.modules()] == modules
+    assert shared.state_dict().keys() == loaded.keys()
+    assert all(torch.equal(tensor, loaded[name]) for name, tensor in shared.state_dict().items())
+    private = PeftModel.from_pretrained(runtime.base_model_copy(base_model.path), str(adapter.path))
+    tokenizer = runtime.tokenizer(base_model.path)
+    chosen, rejected = scoring.sequence_logps(private, tokenizer, small_eval_pairs)
+    assert np.array_equal(first.chosen, chosen) and np.array_equal(first.rejected, rejected)
+    again = scoring.score_model(adapter.path, base_model.path, small_eval_pairs)  # a second adapter pass
+    assert np.array_equal(again.chosen, first.chosen)
+    base = scoring.score_model(base_model.path, base_model.path, small_eval_pairs)
+    assert not np.array_equal(base.chosen, first.chosen)  # the adapter was on, then off again
