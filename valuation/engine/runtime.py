@@ -133,11 +133,15 @@ def adapter_on_shared_base(base_dir: str | Path, adapter_dir: str | Path):
 
     PEFT injects the adapter's layers into the model it is given; they are taken out again afterwards
     (`unload`, no merge), which leaves the shared model's modules and weights as loaded, so scoring n
-    adapters holds one base model instead of copying it n times. Should injecting or taking out fail
-    half way, the shared model is forgotten and the next use reads it from disk again."""
+    adapters holds one base model instead of copying it n times. PEFT also freezes every base weight
+    (`requires_grad = False`) and `unload` does not thaw them; since training copies the shared model
+    (`base_model_copy`), a frozen flag left behind would make a later full fine-tune train nothing, so
+    each weight's flag is put back as it was. Should injecting or taking out fail half way, the shared
+    model is forgotten and the next use reads it from disk again."""
     from peft import PeftModel
 
     base = _WARM.base_model(base_dir)
+    trainable = {name: weight.requires_grad for name, weight in base.named_parameters()}
     try:
         model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
     except BaseException:
@@ -148,6 +152,8 @@ def adapter_on_shared_base(base_dir: str | Path, adapter_dir: str | Path):
     finally:
         try:
             model.unload()
+            for name, weight in base.named_parameters():
+                weight.requires_grad_(trainable[name])
         except BaseException:
             _WARM.base = None
             raise

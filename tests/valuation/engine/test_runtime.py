@@ -99,18 +99,23 @@ def test_bfloat16_trains_a_different_model_that_records_its_precision(base_model
 @pytest.mark.slow
 def test_adapters_are_scored_on_the_one_shared_base_and_leave_it_as_loaded(base_model, small_eval_pairs, tmp_path):
     """A CPU worker reads every adapter on its single warm base model: the same numbers as a private copy, and
-    afterwards the shared model has no adapter layers left and the very weights it was loaded with."""
+    afterwards the shared model has no adapter layers left, the very weights it was loaded with, and every
+    weight still trainable (PEFT freezes them; a frozen copy would make a later full fine-tune a no-op)."""
     from peft import PeftModel
 
-    adapter = train_owner_model(base_model.path, synthetic.owner_pairs("clean_helpful", 16, 3), tmp_path / "lora",
+    pairs = synthetic.owner_pairs("clean_helpful", 16, 3)
+    adapter = train_owner_model(base_model.path, pairs, tmp_path / "lora",
                                 TrainingConfig(epochs=1, use_lora=True, seed=0))
     runtime.clear()
     shared = runtime.shared_base_model(base_model.path)
     loaded = {name: tensor.clone() for name, tensor in shared.state_dict().items()}
     modules = [type(module).__name__ for module in shared.modules()]
+    trainable = {name: weight.requires_grad for name, weight in shared.named_parameters()}
     first = scoring.score_model(adapter.path, base_model.path, small_eval_pairs)
     assert runtime.shared_base_model(base_model.path) is shared  # not reloaded, not copied
     assert [type(module).__name__ for module in shared.modules()] == modules
+    assert {name: weight.requires_grad for name, weight in shared.named_parameters()} == trainable
+    assert all(trainable.values())
     assert shared.state_dict().keys() == loaded.keys()
     assert all(torch.equal(tensor, loaded[name]) for name, tensor in shared.state_dict().items())
     private = PeftModel.from_pretrained(runtime.base_model_copy(base_model.path), str(adapter.path))
@@ -121,3 +126,6 @@ def test_adapters_are_scored_on_the_one_shared_base_and_leave_it_as_loaded(base_
     assert np.array_equal(again.chosen, first.chosen)
     base = scoring.score_model(base_model.path, base_model.path, small_eval_pairs)
     assert not np.array_equal(base.chosen, first.chosen)  # the adapter was on, then off again
+    full = train_owner_model(base_model.path, pairs, tmp_path / "full", TrainingConfig(epochs=1, seed=0))
+    after = scoring.score_model(full.path, base_model.path, small_eval_pairs)
+    assert not np.array_equal(after.chosen, base.chosen)  # a full fine-tune on the same worker still learns
