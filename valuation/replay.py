@@ -29,7 +29,7 @@ from django.core.exceptions import ValidationError
 from . import stages
 from .models import ValuationRound
 from .stages.common import _library_versions, runtime_of, training_config
-from .stages.scoring import eval_max_length
+from .stages.scoring import eval_max_length, score_order
 from .stages.valuing import compute_values, payout_split
 
 ProgressFn = Callable[[str, int, int], None]
@@ -189,7 +189,7 @@ def _revalue(r, participants, model_dirs, eval_set, report: ReplayReport, on_pro
         if on_progress:
             on_progress("scoring", done, len(model_dirs) + 1)
         scores.append(score_model(path, r.base_model_path, eval_set, runtime=runtime_of(r),
-                                  max_length=eval_max_length(r)))
+                                  max_length=eval_max_length(r), order=score_order(r)))
     D = delta_matrix(scores[0], scores[1:])
     # A reward round decodes its coalitions afresh from these (hash-checked) models, without its stored generations.
     sizes = np.array([p.training_size for p in participants], dtype=np.int64)

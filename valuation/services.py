@@ -100,6 +100,9 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model: BaseModel | 
         # Conversations reach this round's model through its chat template (stages.common.uses_chat); a
         # round without the key flattens them, as every round did before templates were used.
         config["chat_template"] = True
+    # Scored longest first, with little padding (engine/scoring.py); a round without the key keeps the eval
+    # set's order, so every earlier round replays bit for bit.
+    config["score_order"] = "length"
     config["screening"] = stages.screening_config()  # thresholds as of creation: a replay screens with these
     config["payout_policy"] = payout_policy
     if reward is not None:

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from valuation import fidelity, services
 from valuation.engine import synthetic
 from valuation.models import FidelityReport, RoundOwner, ScoreCache, ValuationRound
+from valuation.stages.scoring import score_eval_hash
 from tests.valuation.conftest import add_eval_set, add_owner
 
 pytestmark = pytest.mark.django_db
@@ -161,7 +162,7 @@ def test_verify_through_the_api_task_and_the_command(trained_round, api_staff, d
     assert Decimal(h["max_payout_diff_amount"]) == (Decimal(str(h["max_payout_diff"])) * 500).quantize(Decimal("0.01"))
     coalition_models = {entry["models"]["sequential"] for entry in report.coalitions if entry["size"] == 2}
     # base, 2 owners, {adversary, clean} sequential and pooled
-    assert ScoreCache.objects.filter(eval_hash=trained_round.eval_set_hash).count() == 3 + 2
+    assert ScoreCache.objects.filter(eval_hash=score_eval_hash(trained_round)).count() == 3 + 2
     assert trained_round.fidelity["report_id"] == report.pk
 
     out = StringIO()
@@ -212,5 +213,5 @@ def test_verify_a_lora_round_pooled_and_sequential(lora_round, isolated_artifact
                 assert entry["trained"][mode] == entry["arithmetic"]["sum"]
     pair = next(e for e in report.coalitions if e["size"] == 2)
     assert pair["models"]["sequential"] != pair["models"]["pooled"]
-    assert ScoreCache.objects.filter(eval_hash=lora_round.eval_set_hash).count() == 3 + 2
+    assert ScoreCache.objects.filter(eval_hash=score_eval_hash(lora_round)).count() == 3 + 2
     assert not list((isolated_artifacts / "coalition_models").glob(".merged-*"))  # scratch merges removed

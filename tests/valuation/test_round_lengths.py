@@ -11,7 +11,7 @@ from valuation import selectors, services
 from valuation.engine import synthetic
 from valuation.engine.data import Pair
 from valuation.models import RoundExclusion, RoundOwner, ScoreCache, ValuationRound
-from valuation.stages.scoring import score_eval_hash, score_key, score_matrix
+from valuation.stages.scoring import score_eval_hash, score_key, score_matrix, score_order
 from tests.valuation.conftest import add_eval_set, add_owner
 
 pytestmark = pytest.mark.django_db
@@ -72,11 +72,22 @@ def test_an_eval_set_with_no_scorable_pair_is_refused(market, fake_model_dir):
 
 def test_an_eval_set_the_cut_changes_is_scored_cut_and_cached_apart(market, fake_model_dir):
     plain = create(market, fake_model_dir, name="plain")
-    assert score_eval_hash(plain) == plain.eval_set_hash  # nothing cut: the very scores earlier rounds cached
     mixed = add_eval_set("mixed", synthetic.eval_pairs(3, 0) + [long_prompt(synthetic.eval_pairs(1, 1)[0])])
     r = create(mixed, fake_model_dir, name="cut")
     assert r.config["eval_lengths"] == {"max_length": 128, "n_pairs": 4, "n_truncated": 0, "n_unscored": 1}
-    assert score_eval_hash(r) not in (r.eval_set_hash, plain.eval_set_hash)
+    assert score_eval_hash(r) not in (r.eval_set_hash, plain.eval_set_hash, score_eval_hash(plain))
+
+
+def test_a_new_round_scores_by_length_and_caches_apart_from_rounds_that_scored_in_eval_order(market, fake_model_dir):
+    """Batched by length the scores differ in their last bits (engine/scoring.py), so a new round neither reads
+    nor writes the rows of rounds recorded before the order existed, which keep theirs and replay with them."""
+    new = create(market, fake_model_dir, name="by-length")
+    assert new.config["score_order"] == "length" and score_order(new) == "length"
+    earlier = create(market, fake_model_dir, name="earlier")
+    earlier.config.pop("score_order")
+    assert score_order(earlier) == "input"
+    assert score_eval_hash(earlier) == earlier.eval_set_hash  # nothing cut: the very scores earlier rounds cached
+    assert score_eval_hash(new) != score_eval_hash(earlier)
 
 
 def test_mean_weights_count_only_the_pairs_training_keeps(market, fake_model_dir):

@@ -10,7 +10,7 @@ from marketplace.services import owner_create
 from valuation import services
 from valuation.models import OwnerModel, ScoreCache, ValuationRound
 from valuation.stages import run_valuing
-from valuation.stages.scoring import score_key
+from valuation.stages.scoring import score_eval_hash, score_key
 from valuation.engine import synthetic
 from valuation.engine.shapley import exact_shapley
 from valuation.engine.utility import all_coalition_utilities
@@ -31,7 +31,7 @@ def market_with_scores(n: int, fake_model_dir, *, seed=0, **round_kwargs):
     quality = np.linspace(1.0, -0.6, n)  # owner i's mean margin change: good first, adversarial last
     D = quality[:, None] + rng.normal(0, 0.8, size=(n, T))
     base_c, base_r = rng.normal(-20, 2, T), rng.normal(-21, 2, T)
-    ScoreCache.objects.create(model_hash=r.base_model_hash, eval_hash=r.eval_set_hash,
+    ScoreCache.objects.create(model_hash=r.base_model_hash, eval_hash=score_eval_hash(r),
                               chosen_logps=list(base_c), rejected_logps=list(base_r))
     for p in r.participants.order_by("index"):
         model = OwnerModel.objects.create(cache_key=f"k{p.index}", base_model_hash=r.base_model_hash,
@@ -39,7 +39,7 @@ def market_with_scores(n: int, fake_model_dir, *, seed=0, **round_kwargs):
                                           model_hash=f"m{p.index}")
         p.owner_model = model
         p.save()
-        ScoreCache.objects.create(model_hash=score_key(r, model), eval_hash=r.eval_set_hash,
+        ScoreCache.objects.create(model_hash=score_key(r, model), eval_hash=score_eval_hash(r),
                                   chosen_logps=list(base_c + D[p.index]), rejected_logps=list(base_r))
     return r, D
 

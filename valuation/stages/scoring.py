@@ -38,12 +38,22 @@ def eval_max_length(valuation_round) -> int | None:
     return None
 
 
+def score_order(valuation_round) -> str:
+    """How the round batches its eval sequences (engine/scoring.py): by length since rounds recorded it, in
+    the eval set's order before, so that every round's replay scores exactly as the round did."""
+    return valuation_round.config.get("score_order", "input")
+
+
 def score_eval_hash(valuation_round) -> str:
-    """The ScoreCache eval key: the eval set's hash, plus the cut when there is one (other tokens, other scores)."""
+    """The ScoreCache eval key: the eval set's hash, plus the cut when there is one (other tokens, other scores)
+    and the batching order when it is by length (other float summation order, other last bits)."""
+    key = valuation_round.eval_set_hash
     max_length = eval_max_length(valuation_round)
-    if max_length is None:
-        return valuation_round.eval_set_hash
-    return hashlib.sha256(f"{valuation_round.eval_set_hash}:max_length={max_length}".encode()).hexdigest()
+    if max_length is not None:
+        key = hashlib.sha256(f"{key}:max_length={max_length}".encode()).hexdigest()
+    if score_order(valuation_round) != "input":
+        key = hashlib.sha256(f"{key}:order={score_order(valuation_round)}".encode()).hexdigest()
+    return key
 
 
 def run_scoring(valuation_round: ValuationRound, *, on_progress=None) -> None:
@@ -72,7 +82,7 @@ def ensure_scores(valuation_round, *, key: str, model_dir, pairs, base_dir=None)
     started = time.perf_counter()
     result = scoring.score_model(model_dir, base_dir or valuation_round.base_model_path, pairs,
                                  runtime=runtime_of(valuation_round),
-                                 max_length=eval_max_length(valuation_round))
+                                 max_length=eval_max_length(valuation_round), order=score_order(valuation_round))
     fault_point("scoring:scored")
     ScoreCache.objects.get_or_create(model_hash=key, eval_hash=eval_hash, defaults=dict(
         chosen_logps=[float(x) for x in result.chosen], rejected_logps=[float(x) for x in result.rejected],

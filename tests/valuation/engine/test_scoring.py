@@ -74,6 +74,67 @@ def test_batch_size_does_not_change_the_numbers(clean_owner, base_model, small_e
     assert not model.training
 
 
+class _WidthRecorder:
+    """A stand-in causal LM whose logits at a position depend only on that position's token, so any batching
+    gives the same numbers exactly; it records each batch's padded width and the tokens it was given."""
+
+    def __init__(self, vocab: int = 11):
+        import torch
+
+        self.table = torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(0))
+        self.widths: list[int] = []
+        self.tokens = 0
+        self.training = False
+        self.device = torch.device("cpu")
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def __call__(self, *, input_ids, attention_mask, use_cache):
+        from types import SimpleNamespace
+
+        self.widths.append(input_ids.shape[1])
+        self.tokens += input_ids.numel()
+        return SimpleNamespace(logits=self.table[input_ids])
+
+
+def test_scoring_by_length_batches_similar_lengths_and_returns_the_eval_order():
+    from types import SimpleNamespace
+
+    from valuation.engine.scoring import sequences_logps
+
+    lengths = [(3, 9), (12, 4), (5, 5), (10, 2), (7, 11), (2, 6)]  # (chosen, rejected) tokens per pair
+    chosen = [([1 + i % 9] * c, [0] + [1] * (c - 1)) for i, (c, _) in enumerate(lengths)]
+    rejected = [([2 + i % 8] * r, [0] + [1] * (r - 1)) for i, (_, r) in enumerate(lengths)]
+    tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=0)
+    by_input, by_length = _WidthRecorder(), _WidthRecorder()
+    expected = sequences_logps(by_input, tokenizer, chosen, rejected, batch_size=4)
+    got = sequences_logps(by_length, tokenizer, chosen, rejected, batch_size=4, order="length")
+    np.testing.assert_array_equal(got[0], expected[0])  # each number back at its pair, chosen and rejected
+    np.testing.assert_array_equal(got[1], expected[1])
+    assert by_input.widths == [12, 7, 9, 11]  # chosen 3 12 5 10 | 7 2, then rejected 9 4 5 2 | 11 6
+    assert by_length.widths == [12, 7, 4]  # all 12 longest first: 12 11 10 9 | 7 6 5 5 | 4 3 2 2
+    assert (by_input.tokens, by_length.tokens) == (120, 92)  # through the model, for 76 real tokens
+    with pytest.raises(ValueError, match="order must be one of input, length"):
+        sequences_logps(by_input, tokenizer, chosen, rejected, order="random")
+    with pytest.raises(ValueError, match="order must be one of input, length, got 'shortest'"):
+        score_model("/nonexistent", "/nonexistent", [], order="shortest")  # refused before any model is read
+
+
+@pytest.mark.slow
+def test_scoring_by_length_agrees_with_eval_order_to_float_noise(clean_owner, base_model, small_eval_pairs):
+    from valuation.engine.base_model import load_tokenizer
+
+    model, tokenizer = load_policy(clean_owner.path), load_tokenizer(base_model.path)
+    reference = sequence_logps(model, tokenizer, small_eval_pairs, batch_size=5)
+    chosen, rejected = sequence_logps(model, tokenizer, small_eval_pairs, batch_size=5, order="length")
+    np.testing.assert_allclose(chosen, reference[0], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(rejected, reference[1], atol=1e-5, rtol=0)
+
+
 @pytest.mark.slow
 def test_a_model_directory_scores_with_its_own_tokenizer(clean_owner, base_model, small_eval_pairs):
     by_path = sequence_logps(clean_owner.path, None, small_eval_pairs[:4])
