@@ -68,8 +68,8 @@ class RoundInputSerializer(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, default=0)
     beta = serializers.FloatField(min_value=1e-6, required=False)
     preset = serializers.CharField(required=False, max_length=16,
-                                   help_text="training preset: tiny (the default), lora, or auto (lora for a base "
-                                             "model of 20M parameters or more)")
+                                   help_text="training preset: tiny, lora, or auto (the default: lora for a base "
+                                             "model of 20M parameters or more, else tiny)")
     training = serializers.DictField(required=False, default=dict,
                                      help_text="training options overriding the preset's, key by key")
     owners = serializers.ListField(

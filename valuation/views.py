@@ -62,9 +62,9 @@ def round_new(request):
 
 def _preset_table(form: RoundForm) -> dict:
     """The presets side by side and the effective config for what the form holds (its initial values on GET;
-    a POST without a preset is `tiny`, as round_create reads it)."""
+    a POST without a preset is `auto`, as round_create reads it)."""
     if form.is_bound:
-        name, preset, overrides = form.data.get("base_model", ""), form.data.get("preset") or "tiny", \
+        name, preset, overrides = form.data.get("base_model", ""), form.data.get("preset") or "auto", \
             form.data.get("training", "")
     else:
         name, preset, overrides = form["base_model"].initial, form["preset"].initial, ""

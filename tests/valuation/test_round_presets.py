@@ -49,6 +49,15 @@ def test_a_round_without_preset_has_exactly_todays_config(market, fake_model_dir
     assert "preset" not in r.config  # the config of rounds from before presets, key for key
 
 
+def test_a_round_without_preset_on_a_large_model_gets_autos_lora(market, large_model_dir):
+    """Leaving the option out must not train a real model with the tiny model's settings (lr 1e-3, full
+    fine-tune, max_length 128): the default is `auto`, and the round says so."""
+    r = create(market, large_model_dir, training={"epochs": 2})
+    r.refresh_from_db()
+    assert r.config["preset"] == {"name": "lora", "requested": "auto"}
+    assert r.config["training"] == as_json(TrainingConfig(**{**asdict(presets.preset_config("lora")), "epochs": 2}))
+
+
 def test_auto_on_a_large_model_records_lora_with_overrides(market, large_model_dir):
     r = create(market, large_model_dir, preset="auto", training={"epochs": 2}, beta=0.3)
     r.refresh_from_db()
@@ -121,4 +130,7 @@ def test_the_round_page_shows_the_preset_and_its_config(client, staff_user, mark
     assert ("preset lora (chosen by auto): LoRA r 8, α 16, lr 0.0005, 1 epoch, batch 8, max_length 256, "
             "loss sigmoid") in html
     old = services.round_create(name="old", pool="1.00", eval_set=market, base_model_dir=str(large_model_dir))
+    old.config.pop("preset")  # as a round created before presets: the tiny config, no preset recorded
+    old.config["training"] = as_json(TrainingConfig())
+    old.save()
     assert "preset tiny: full fine-tune, lr 0.001, 4 epochs" in client.get(f"/rounds/{old.pk}/").content.decode()

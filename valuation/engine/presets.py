@@ -1,7 +1,8 @@
 """Named training configs a round is created from: `tiny`, `lora`, and `auto` choosing between them.
 
 `tiny` is `TrainingConfig()` itself (full fine-tuning of the ~1M-parameter demo model), so a round
-created without a preset trains, caches and replays exactly as before presets existed. `lora` trains
+on such a model created without a preset trains, caches and replays exactly as before presets
+existed (`default_preset`: no preset means `auto` wherever the weights can be counted). `lora` trains
 a rank-8 adapter on a real instruct model (SmolLM2-135M-Instruct): full fine-tuning of 100M+
 parameters on CPU costs memory per owner and copies of the whole model per artifact, while an
 adapter is a few MB. `auto` picks `lora` for a base model of at least `LORA_MIN_PARAMETERS`.
@@ -45,6 +46,17 @@ def resolve(name: str, base_dir: str | Path) -> str:
     if name != AUTO:
         return name
     return LORA if parameter_count(base_dir) >= LORA_MIN_PARAMETERS else TINY
+
+
+def default_preset(base_dir: str | Path | None) -> str:
+    """What a round created without a preset trains with: `auto`'s choice for ``base_dir``, or `tiny` when its
+    weights cannot be counted (no safetensors files), as every round did before presets."""
+    if base_dir is None:
+        return TINY
+    try:
+        return resolve(AUTO, base_dir)
+    except ValueError:
+        return TINY
 
 
 def preset_config(name: str) -> TrainingConfig:

@@ -167,8 +167,9 @@ def round_config(*, training: dict, seed: int, beta: float | None, budget: int, 
     """Everything that determines the result, as JSON: training config (with seed), beta, versions.
 
     The training config is the named preset (engine/presets.py; `auto` resolved against the base model in
-    ``base_dir``) with ``training``'s single keys on top. Without a preset it is `TrainingConfig()` with the
-    overrides and no preset is recorded: exactly the config of rounds from before presets."""
+    ``base_dir``) with ``training``'s single keys on top. Without a preset `auto` decides
+    (`presets.default_preset`); when it decides `tiny` no preset is recorded: `TrainingConfig()` with the
+    overrides, exactly the config of rounds from before presets."""
     cfg, chosen = _training_from_preset(preset, training, seed=seed, beta=beta, base_dir=base_dir)
     config = {"training": dataclasses.asdict(cfg), "beta": cfg.beta, "seed": seed, "budget": budget,
               "target": target, "versions": _library_versions()}
@@ -196,11 +197,13 @@ def _training_from_preset(preset, training: dict, *, seed: int, beta, base_dir) 
     if beta is not None:
         overrides["beta"] = beta
     try:
-        name = presets.TINY if preset is None else presets.resolve(preset, base_dir)
+        name = presets.default_preset(base_dir) if preset is None else presets.resolve(preset, base_dir)
         cfg = presets.effective_config(name, overrides)
     except ValueError as exc:
         raise ValidationError(str(exc)) from None
-    return cfg, None if preset is None else {"name": name, "requested": preset}
+    if preset is None and name == presets.TINY:
+        return cfg, None
+    return cfg, {"name": name, "requested": preset or presets.AUTO}
 
 
 def preset_of(config: dict) -> dict:

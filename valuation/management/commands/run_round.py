@@ -51,8 +51,9 @@ class Command(BaseCommand):
         parser.add_argument("--data-quality", action="store_true",
                             help="after valuing, value every pair and cluster the data (see value_pairs)")
         parser.add_argument("--preset", default=None, choices=PRESETS,
-                            help="training preset (valuation/engine/presets.py): tiny (today's defaults, also when "
-                                 "omitted), lora (a real instruct model), auto (lora from 20M base-model parameters)")
+                            help="training preset (valuation/engine/presets.py): tiny (the demo model's config), "
+                                 "lora (a real instruct model), auto (lora from 20M base-model parameters, else tiny; "
+                                 "the default)")
         parser.add_argument("--training", type=json.loads, default=None, metavar="JSON",
                             help='training config overrides on top of the preset, e.g. \'{"epochs": 1}\' '
                                  '(valuation.engine.dpo.TrainingConfig)')
