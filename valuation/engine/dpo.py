@@ -156,10 +156,8 @@ def _dpo_args(config: TrainingConfig, scratch: str, runtime: rt.Runtime = rt.Run
         # scoring.py's to 1e-3) and is faster on CPUs without bf16 units. Mixed precision only on request.
         bf16=runtime.dtype == "bfloat16",
         fp16=runtime.dtype == "float16",
-        # TRL 1.x checkpoints activations by default, trading one more forward pass per step for memory. The
-        # weights come out bit-identical either way (tested), so only where memory binds (a GPU) is it worth it;
-        # on a CPU worker it only costs time.
-        gradient_checkpointing=runtime.device == "cuda",
+        # TRL 1.x checkpoints activations by default; here the worker decides (runtime.activation_checkpointing).
+        gradient_checkpointing=rt.activation_checkpointing(runtime.device),
         report_to="none",
         save_strategy="no",
         logging_steps=1,

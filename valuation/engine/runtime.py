@@ -81,6 +81,24 @@ class Runtime:
         return "" if self.dtype == DEFAULT_DTYPE else f":{self.dtype}"
 
 
+CHECKPOINTING = ("auto", "on", "off")
+
+
+def activation_checkpointing(device: str) -> bool:
+    """Whether this worker recomputes activations in the backward pass (VALUATION_ACTIVATION_CHECKPOINTING).
+
+    The trained weights are bit-identical either way (tests/valuation/engine/test_dpo.py), so it is the
+    worker's own memory-for-time trade and no round records it. ``auto`` (the default) checkpoints on a
+    GPU, whose memory binds, and not on a CPU, where it costs one more forward pass per step;
+    ``on`` lets a CPU worker train a model whose activations would not fit (docs/real-models.md measures
+    both on SmolLM2)."""
+    setting = os.environ.get("VALUATION_ACTIVATION_CHECKPOINTING", "auto").strip().lower() or "auto"
+    if setting not in CHECKPOINTING:
+        raise ValueError(f"VALUATION_ACTIVATION_CHECKPOINTING must be one of {', '.join(CHECKPOINTING)}, "
+                         f"got {setting!r}")
+    return device == "cuda" if setting == "auto" else setting == "on"
+
+
 def _stamp(model_dir: str | Path) -> tuple:
     """Identity of a model directory on disk: its path and each file's size and mtime."""
     root = Path(model_dir).resolve()

@@ -135,24 +135,34 @@ def test_the_run_records_trls_step_log_tokens_and_parameters(clean_owner, base_m
     assert json.loads((clean_owner.path / RECORD).read_text())["metrics"]["log"] == m["log"]
 
 
+def test_a_worker_chooses_activation_checkpointing_by_device_unless_told(monkeypatch):
+    from valuation.engine.runtime import activation_checkpointing
+
+    monkeypatch.delenv("VALUATION_ACTIVATION_CHECKPOINTING", raising=False)
+    assert activation_checkpointing("cuda") and not activation_checkpointing("cpu")
+    for setting, expected in (("on", True), ("OFF", False), (" auto ", False), ("", False)):
+        monkeypatch.setenv("VALUATION_ACTIVATION_CHECKPOINTING", setting)
+        assert activation_checkpointing("cpu") is expected
+    monkeypatch.setenv("VALUATION_ACTIVATION_CHECKPOINTING", "off")
+    assert activation_checkpointing("cuda") is False
+    monkeypatch.setenv("VALUATION_ACTIVATION_CHECKPOINTING", "yes")
+    with pytest.raises(ValueError, match="must be one of auto, on, off, got 'yes'"):
+        activation_checkpointing("cpu")
+
+
 @pytest.mark.parametrize("use_lora", [False, True])
 def test_activation_checkpointing_changes_no_bit_of_the_weights(base_model, owner_train_pairs, tmp_path, monkeypatch,
                                                                 use_lora):
-    """CPU workers train without TRL's default activation checkpointing (one forward pass fewer per step); the
-    weights must be the very ones a checkpointing (GPU-style) run gives, or a cache key would mean two models."""
+    """CPU workers train without TRL's default activation checkpointing (one forward pass fewer per step) unless
+    told to; the weights must be the very ones a checkpointing run gives, or a cache key would mean two models."""
     from valuation.engine import dpo
 
     config = TrainingConfig(epochs=1, use_lora=use_lora, seed=0)
     pairs = owner_train_pairs[:32]
+    monkeypatch.delenv("VALUATION_ACTIVATION_CHECKPOINTING", raising=False)
+    assert dpo._dpo_args(config, str(tmp_path)).gradient_checkpointing is False  # a CPU worker's default
     plain = train_owner_model(base_model.path, pairs, tmp_path / "plain", config)
-    original = dpo._dpo_args
-
-    def checkpointing(*args, **kwargs):
-        dpo_args = original(*args, **kwargs)
-        assert dpo_args.gradient_checkpointing is False  # the CPU default this test compares against
-        dpo_args.gradient_checkpointing = True
-        return dpo_args
-
-    monkeypatch.setattr(dpo, "_dpo_args", checkpointing)
+    monkeypatch.setenv("VALUATION_ACTIVATION_CHECKPOINTING", "on")
+    assert dpo._dpo_args(config, str(tmp_path)).gradient_checkpointing is True
     checkpointed = train_owner_model(base_model.path, pairs, tmp_path / "checkpointed", config)
     assert not checkpointed.cached and checkpointed.model_hash == plain.model_hash
