@@ -65,10 +65,12 @@ def queued(db, tmp_path):
     return r
 
 
-def finished_fine_tune(key: str, base_hash: str, tokens: int, seconds: float, parameters=None):
+def finished_fine_tune(key: str, base_hash: str, tokens: int, seconds: float, parameters=None, lora=None):
+    metrics = {"tokens": tokens, "base_parameters": parameters}
+    if lora is not None:  # fine-tunes from before the kind was recorded have no key
+        metrics["lora"] = lora
     OwnerModel.objects.create(cache_key=key, base_model_hash=base_hash, data_hash="d", config_hash="c",
-                              artifact_path="/x", model_hash=key, seconds=seconds,
-                              metrics={"tokens": tokens, "base_parameters": parameters})
+                              artifact_path="/x", model_hash=key, seconds=seconds, metrics=metrics)
 
 
 def test_no_measurement_yet(queued):
@@ -92,6 +94,18 @@ def test_estimate_from_this_models_runs(queued, staff_user):
     page = html.get(f"/rounds/{queued.pk}/").content.decode()
     assert "Estimated duration:</strong>\n  26 s — training 20 s, scoring 6 s" in page
     assert "8,000 tokens to train at 1 run on this model" in page
+
+
+def test_a_full_fine_tune_is_estimated_from_full_fine_tunes_and_lora_from_lora(queued):
+    finished_fine_tune("lora", queued.base_model_hash, tokens=8000, seconds=1.0, lora=True)  # 8,000 tokens/s
+    finished_fine_tune("old", queued.base_model_hash, tokens=8000, seconds=2.0)  # kind not recorded
+    assert estimate_selectors.round_estimate(valuation_round=queued)["training"] == pytest.approx(2.0)  # old only
+    finished_fine_tune("full", queued.base_model_hash, tokens=800, seconds=1.0, lora=False)  # 800 tokens/s
+    assert estimate_selectors.round_estimate(valuation_round=queued)["training"] == pytest.approx(10.0)
+    ValuationRound.objects.filter(pk=queued.pk).update(config={**queued.config,
+                                                               "training": {**TRAINING, "use_lora": True}})
+    queued.refresh_from_db()
+    assert estimate_selectors.round_estimate(valuation_round=queued)["training"] == pytest.approx(1.0)
 
 
 def test_estimate_scaled_from_another_base_model(queued):

@@ -274,6 +274,7 @@ def train_owner_model(
         trainer.train()
         history = trainer.state.log_history
         metrics = {**summarise(history), "n_pairs": len(pairs), "threads": threads, "device": runtime.device,
+                   "lora": config.use_lora,  # an adapter trains at another pace than the whole model (estimates)
                    "log": step_log(history), **measured(base, pairs, config.max_length, config.epochs)}
         model_hash = _save(trainer, base, tmp, config, expected, metrics)
     if out.exists():

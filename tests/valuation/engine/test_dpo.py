@@ -132,6 +132,7 @@ def test_the_run_records_trls_step_log_tokens_and_parameters(clean_owner, base_m
     per_epoch = length_report(tokenizer(base_model.path), owner_train_pairs, TEST_TRAINING_CONFIG.max_length).n_tokens
     assert m["tokens"] == per_epoch * TEST_TRAINING_CONFIG.epochs > 0
     assert m["base_parameters"] == parameter_count(base_model.path)
+    assert m["lora"] is False  # the kind of fine-tune, which paces the time estimates
     assert json.loads((clean_owner.path / RECORD).read_text())["metrics"]["log"] == m["log"]
 
 
