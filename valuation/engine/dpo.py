@@ -221,11 +221,27 @@ def _cached_model(out: Path, expected: dict) -> TrainResult | None:
     return TrainResult(path=out, model_hash=record["model_hash"], metrics=record["metrics"], seconds=0.0, cached=True)
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def _canonical_adapter_config(path: Path) -> None:
+    """PEFT holds `target_modules` as a set and writes it in the set's iteration order, which follows each
+    process's string-hash seed: the same adapter would hash differently in every process, and a from-scratch
+    replay would report a model that differs only in that order. Written sorted, as PEFT's own JSON keys are."""
+    record = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "exclude_modules"):
+        if isinstance(record.get(key), list) and all(isinstance(name, str) for name in record[key]):
+            record[key] = sorted(record[key])
+    path.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+
+
 def _save(trainer, tokenizer_dir: Path, tmp: Path, config: TrainingConfig, expected: dict, metrics: dict) -> str:
     """Save model or adapter + tokenizer into ``tmp`` and write the run record last."""
     # The Trainer switches the KV cache off for training; owner models are also used for generation.
     trainer.model.config.use_cache = True
     trainer.model.save_pretrained(str(tmp))
+    if config.use_lora:
+        _canonical_adapter_config(tmp / ADAPTER_CONFIG)
     load_tokenizer(tokenizer_dir).save_pretrained(str(tmp))
     model_hash = directory_hash(tmp, exclude=RECORD_FILES)
     record = {

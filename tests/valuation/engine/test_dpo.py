@@ -167,3 +167,36 @@ def test_activation_checkpointing_changes_no_bit_of_the_weights(base_model, owne
     assert dpo._dpo_args(config, str(tmp_path)).gradient_checkpointing is True
     checkpointed = train_owner_model(base_model.path, pairs, tmp_path / "checkpointed", config)
     assert not checkpointed.cached and checkpointed.model_hash == plain.model_hash
+
+
+_TRAIN_ONE_ADAPTER = """
+import sys
+from valuation.engine import synthetic
+from valuation.engine.dpo import TrainingConfig, train_owner_model
+
+result = train_owner_model(sys.argv[1], synthetic.owner_pairs("clean_helpful", 8, 3), sys.argv[2],
+                           TrainingConfig(epochs=1, use_lora=True, seed=0))
+print(result.model_hash)
+"""
+
+
+def test_an_adapter_hashes_the_same_in_every_process(base_model, tmp_path):
+    """PEFT writes target_modules in a set's order, which follows the process's string-hash seed; an adapter
+    trained twice must still hash the same, or a from-scratch replay of a LoRA round reports a different model."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    hashes, configs = [], []
+    for seed in ("1", "2"):
+        out = tmp_path / f"seed{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed, "VALUATION_TORCH_THREADS": "1", "PYTHONPATH": str(root)}
+        done = subprocess.run([sys.executable, "-c", _TRAIN_ONE_ADAPTER, str(base_model.path), str(out)], env=env,
+                              capture_output=True, text=True, cwd=root, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        hashes.append(done.stdout.split()[-1])
+        configs.append(json.loads((out / "adapter_config.json").read_text())["target_modules"])
+    assert configs[0] == configs[1] == sorted(configs[0])
+    assert hashes[0] == hashes[1]
