@@ -136,7 +136,7 @@ class TrainResult:
     cached: bool = False  # True when a finished matching model was returned without training
 
 
-def _dpo_args(config: TrainingConfig, scratch: str, runtime: rt.Runtime = rt.Runtime()):
+def _dpo_args(config: TrainingConfig, scratch: str, runtime: rt.Runtime = rt.Runtime(), parameters: int = 0):
     from trl import DPOConfig
 
     return DPOConfig(
@@ -157,7 +157,7 @@ def _dpo_args(config: TrainingConfig, scratch: str, runtime: rt.Runtime = rt.Run
         bf16=runtime.dtype == "bfloat16",
         fp16=runtime.dtype == "float16",
         # TRL 1.x checkpoints activations by default; here the worker decides (runtime.activation_checkpointing).
-        gradient_checkpointing=rt.activation_checkpointing(runtime.device),
+        gradient_checkpointing=rt.activation_checkpointing(runtime.device, parameters),
         report_to="none",
         save_strategy="no",
         logging_steps=1,
@@ -199,7 +199,7 @@ def build_trainer(
     trainer = DPOTrainer(
         model=model,
         ref_model=ref_model,
-        args=_dpo_args(config, scratch, runtime),
+        args=_dpo_args(config, scratch, runtime, parameters=sum(weight.numel() for weight in model.parameters())),
         train_dataset=pairs_to_dataset(pairs),
         eval_dataset=pairs_to_dataset(eval_pairs) if eval_pairs else None,
         processing_class=tokenizer,

@@ -82,21 +82,27 @@ class Runtime:
 
 
 CHECKPOINTING = ("auto", "on", "off")
+# From this size `auto` checkpoints on a CPU too. Measured on SmolLM2-135M (bench/checkpointing.py,
+# docs/real-models.md): peak memory 0.59x with no measurable time cost, since the recomputed decoder layers
+# are a small part of a step beside the vocabulary projection and the reference pass. The ~1M-parameter
+# demo model needs little memory either way, so it keeps the plain backward pass.
+CHECKPOINT_MIN_PARAMETERS = 20_000_000
 
 
-def activation_checkpointing(device: str) -> bool:
+def activation_checkpointing(device: str, parameters: int = 0) -> bool:
     """Whether this worker recomputes activations in the backward pass (VALUATION_ACTIVATION_CHECKPOINTING).
 
     The trained weights are bit-identical either way (tests/valuation/engine/test_dpo.py), so it is the
     worker's own memory-for-time trade and no round records it. ``auto`` (the default) checkpoints on a
-    GPU, whose memory binds, and not on a CPU, where it costs one more forward pass per step;
-    ``on`` lets a CPU worker train a model whose activations would not fit (docs/real-models.md measures
-    both on SmolLM2)."""
+    GPU, whose memory binds, and on a CPU for a model of ``CHECKPOINT_MIN_PARAMETERS`` or more;
+    ``on`` and ``off`` decide for every model."""
     setting = os.environ.get("VALUATION_ACTIVATION_CHECKPOINTING", "auto").strip().lower() or "auto"
     if setting not in CHECKPOINTING:
         raise ValueError(f"VALUATION_ACTIVATION_CHECKPOINTING must be one of {', '.join(CHECKPOINTING)}, "
                          f"got {setting!r}")
-    return device == "cuda" if setting == "auto" else setting == "on"
+    if setting == "auto":
+        return device == "cuda" or parameters >= CHECKPOINT_MIN_PARAMETERS
+    return setting == "on"
 
 
 def _stamp(model_dir: str | Path) -> tuple:

@@ -137,15 +137,16 @@ def test_the_run_records_trls_step_log_tokens_and_parameters(clean_owner, base_m
 
 
 def test_a_worker_chooses_activation_checkpointing_by_device_unless_told(monkeypatch):
-    from valuation.engine.runtime import activation_checkpointing
+    from valuation.engine.runtime import CHECKPOINT_MIN_PARAMETERS, activation_checkpointing
 
     monkeypatch.delenv("VALUATION_ACTIVATION_CHECKPOINTING", raising=False)
-    assert activation_checkpointing("cuda") and not activation_checkpointing("cpu")
+    assert activation_checkpointing("cuda") and not activation_checkpointing("cpu", 1_300_000)
+    assert activation_checkpointing("cpu", CHECKPOINT_MIN_PARAMETERS)  # a real model: memory binds on a CPU too
     for setting, expected in (("on", True), ("OFF", False), (" auto ", False), ("", False)):
         monkeypatch.setenv("VALUATION_ACTIVATION_CHECKPOINTING", setting)
         assert activation_checkpointing("cpu") is expected
     monkeypatch.setenv("VALUATION_ACTIVATION_CHECKPOINTING", "off")
-    assert activation_checkpointing("cuda") is False
+    assert activation_checkpointing("cuda") is False and activation_checkpointing("cpu", 10**9) is False
     monkeypatch.setenv("VALUATION_ACTIVATION_CHECKPOINTING", "yes")
     with pytest.raises(ValueError, match="must be one of auto, on, off, got 'yes'"):
         activation_checkpointing("cpu")
@@ -161,7 +162,7 @@ def test_activation_checkpointing_changes_no_bit_of_the_weights(base_model, owne
     config = TrainingConfig(epochs=1, use_lora=use_lora, seed=0)
     pairs = owner_train_pairs[:32]
     monkeypatch.delenv("VALUATION_ACTIVATION_CHECKPOINTING", raising=False)
-    assert dpo._dpo_args(config, str(tmp_path)).gradient_checkpointing is False  # a CPU worker's default
+    assert dpo._dpo_args(config, str(tmp_path)).gradient_checkpointing is False  # a CPU worker's default here
     plain = train_owner_model(base_model.path, pairs, tmp_path / "plain", config)
     monkeypatch.setenv("VALUATION_ACTIVATION_CHECKPOINTING", "on")
     assert dpo._dpo_args(config, str(tmp_path)).gradient_checkpointing is True
