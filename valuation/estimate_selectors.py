@@ -13,22 +13,27 @@ RECENT = 200  # latest runs a throughput is measured on: this machine as it is n
 
 def _training_rate(valuation_round) -> estimates.Throughput | None:
     """Tokens per second of this machine's fine-tunes of the round's kind (LoRA or full: an adapter's step
-    skips the base weights' gradients and optimiser state), on the same base model, else scaled from others.
-    Fine-tunes from before the kind was recorded count as either, only when none of the kind is known."""
+    skips the base weights' gradients and optimiser state): on the same base model, measured, before any
+    scaled from other base models; fine-tunes from before the kind was recorded come after those of it."""
     from .stages.common import training_config
 
     lora = training_config(valuation_round.config).use_lora
     # Only these numbers out of the metrics JSON: the step logs there are far larger than a throughput needs.
     rows = list(OwnerModel.objects.exclude(seconds=0).order_by("-created_at").values_list(
         "base_model_hash", "seconds", "metrics__tokens", "metrics__base_parameters", "metrics__lora")[:RECENT])
-    of_kind = [row for row in rows if row[4] is lora] or [row for row in rows if row[4] is None]
-    same = [(tokens or 0, s) for h, s, tokens, _, _ in of_kind if h == valuation_round.base_model_hash]
-    rate = estimates.throughput(same)
-    if rate is not None:
-        return rate
-    other = [(tokens or 0, s, n) for h, s, tokens, n, _ in of_kind if h != valuation_round.base_model_hash]
+    kinds = ([row for row in rows if row[4] is lora], [row for row in rows if row[4] is None])
+    here = valuation_round.base_model_hash
+    for of_kind in kinds:
+        rate = estimates.throughput([(tokens or 0, s) for h, s, tokens, _, _ in of_kind if h == here])
+        if rate is not None:
+            return rate
     parameters = _parameters(valuation_round)
-    return estimates.scaled_throughput(other, parameters) if other and parameters else None
+    for of_kind in kinds if parameters else ():
+        rate = estimates.scaled_throughput([(tokens or 0, s, n) for h, s, tokens, n, _ in of_kind if h != here],
+                                           parameters)
+        if rate is not None:
+            return rate
+    return None
 
 
 def _parameters(valuation_round) -> int | None:

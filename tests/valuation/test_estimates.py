@@ -108,6 +108,13 @@ def test_a_full_fine_tune_is_estimated_from_full_fine_tunes_and_lora_from_lora(q
     assert estimate_selectors.round_estimate(valuation_round=queued)["training"] == pytest.approx(1.0)
 
 
+def test_this_models_untagged_runs_come_before_another_models_runs_of_the_kind(queued):
+    finished_fine_tune("old", queued.base_model_hash, tokens=8000, seconds=2.0)  # here, kind not recorded
+    finished_fine_tune("elsewhere", "other", tokens=1000, seconds=1.0, parameters=1_000_000, lora=False)
+    estimate = estimate_selectors.round_estimate(valuation_round=queued)
+    assert estimate["training"] == pytest.approx(2.0) and not estimate["training_source"].endswith("count")
+
+
 def test_estimate_scaled_from_another_base_model(queued):
     finished_fine_tune("a", "other", tokens=1000, seconds=1.0, parameters=1_000_000)  # 1e9 token-params/s
     estimate = estimate_selectors.round_estimate(valuation_round=queued)

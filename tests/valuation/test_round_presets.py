@@ -1,4 +1,5 @@
 """Rounds record the training preset they were made from: service, CLI, API and the new-round form."""
+import shutil
 from dataclasses import asdict
 
 import pytest
@@ -27,8 +28,6 @@ def market():
 def large_model_dir(fake_model_dir, tmp_path):
     """A copy of the registered `fake` directory with weights of the LoRA threshold's size, registered as
     `large` (adding weights to `fake` itself would change a registered model under its name)."""
-    import shutil
-
     large = weights_of(shutil.copytree(fake_model_dir, tmp_path / "large"), presets.LORA_MIN_PARAMETERS)
     register_model_dir("large", large, n_parameters=presets.LORA_MIN_PARAMETERS)
     return large
@@ -46,7 +45,7 @@ def test_a_round_without_preset_has_exactly_todays_config(market, fake_model_dir
     r = create(market, fake_model_dir, seed=3)
     r.refresh_from_db()
     assert r.config["training"] == as_json(TrainingConfig(seed=3))
-    assert "preset" not in r.config  # the config of rounds from before presets, key for key
+    assert "preset" not in r.config  # the training config of rounds from before presets, key for key
 
 
 def test_a_round_without_preset_on_a_large_model_gets_autos_lora(market, large_model_dir):
@@ -54,8 +53,19 @@ def test_a_round_without_preset_on_a_large_model_gets_autos_lora(market, large_m
     fine-tune, max_length 128): the default is `auto`, and the round says so."""
     r = create(market, large_model_dir, training={"epochs": 2})
     r.refresh_from_db()
-    assert r.config["preset"] == {"name": "lora", "requested": "auto"}
+    assert r.config["preset"] == {"name": "lora", "requested": None}
     assert r.config["training"] == as_json(TrainingConfig(**{**asdict(presets.preset_config("lora")), "epochs": 2}))
+
+
+def test_a_base_model_with_unreadable_weights_is_refused_not_trained_as_tiny(market, fake_model_dir, tmp_path):
+    broken = shutil.copytree(fake_model_dir, tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......")
+    with pytest.raises(ValidationError, match="is not a safetensors file"):
+        create(market, broken)
+    (broken / "model.safetensors").write_bytes(b"abc")
+    with pytest.raises(ValidationError, match="shorter than its 8-byte header length"):
+        create(market, broken)
+    assert ValuationRound.objects.count() == 0
 
 
 def test_auto_on_a_large_model_records_lora_with_overrides(market, large_model_dir):

@@ -222,17 +222,26 @@ def _cached_model(out: Path, expected: dict) -> TrainResult | None:
 
 
 ADAPTER_CONFIG = "adapter_config.json"
+PEFT_MODEL_CARD = "README.md"
 
 
-def _canonical_adapter_config(path: Path) -> None:
-    """PEFT holds `target_modules` as a set and writes it in the set's iteration order, which follows each
-    process's string-hash seed: the same adapter would hash differently in every process, and a from-scratch
-    replay would report a model that differs only in that order. Written sorted, as PEFT's own JSON keys are."""
+def _canonical_adapter(directory: Path) -> None:
+    """Make a saved adapter's files depend on its weights and config only, so that its hash does too.
+
+    PEFT holds `target_modules` as a set and writes it in the set's iteration order, which follows each
+    process's string-hash seed; it also writes the base model's path into the config and a model card
+    (README.md) with that path and its own version. The same adapter would hash differently in every
+    process and on every machine, and a from-scratch replay would report a model that differs only there.
+    So the module lists are sorted, the path left out (PeftModel.from_pretrained is always given the base
+    model; the run record names it by hash) and the card removed."""
+    path = directory / ADAPTER_CONFIG
     record = json.loads(path.read_text(encoding="utf-8"))
     for key in ("target_modules", "exclude_modules"):
         if isinstance(record.get(key), list) and all(isinstance(name, str) for name in record[key]):
             record[key] = sorted(record[key])
+    record["base_model_name_or_path"] = None
     path.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+    (directory / PEFT_MODEL_CARD).unlink(missing_ok=True)
 
 
 def _save(trainer, tokenizer_dir: Path, tmp: Path, config: TrainingConfig, expected: dict, metrics: dict) -> str:
@@ -241,7 +250,7 @@ def _save(trainer, tokenizer_dir: Path, tmp: Path, config: TrainingConfig, expec
     trainer.model.config.use_cache = True
     trainer.model.save_pretrained(str(tmp))
     if config.use_lora:
-        _canonical_adapter_config(tmp / ADAPTER_CONFIG)
+        _canonical_adapter(tmp)
     load_tokenizer(tokenizer_dir).save_pretrained(str(tmp))
     model_hash = directory_hash(tmp, exclude=RECORD_FILES)
     record = {

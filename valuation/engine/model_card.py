@@ -63,6 +63,11 @@ def parameter_count(model_dir: str | Path) -> int:
     return sum(_tensor_elements(path) for path in files)
 
 
+def has_safetensors(model_dir: str | Path) -> bool:
+    """Whether the directory holds safetensors weights whose parameters ``parameter_count`` can read."""
+    return bool(_safetensors_files(Path(model_dir)))
+
+
 def _safetensors_files(root: Path) -> list[Path]:
     index = root / SAFETENSORS_INDEX
     if index.is_file():
@@ -74,8 +79,14 @@ def _safetensors_files(root: Path) -> list[Path]:
 def _tensor_elements(path: Path) -> int:
     # safetensors layout: an 8-byte little-endian header length, then a JSON header of name -> {shape, ...}.
     with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
+        head = handle.read(8)
+        if len(head) < 8:
+            raise ValueError(f"'{path}' is not a safetensors file (shorter than its 8-byte header length)")
+        (length,) = struct.unpack("<Q", head)
         if length > 100 * 1024 * 1024:
             raise ValueError(f"'{path}' is not a safetensors file (header of {length:,} bytes)")
-        header = json.loads(handle.read(length))
-    return sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+        try:
+            header = json.loads(handle.read(length))
+            return sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"'{path}' is not a safetensors file (unreadable header: {exc})") from None

@@ -1,7 +1,7 @@
 """Named training configs a round is created from: `tiny`, `lora`, and `auto` choosing between them.
 
 `tiny` is `TrainingConfig()` itself (full fine-tuning of the ~1M-parameter demo model), so a round
-on such a model created without a preset trains, caches and replays exactly as before presets
+on such a model created without a preset trains the very owner models rounds did before presets
 existed (`default_preset`: no preset means `auto` wherever the weights can be counted). `lora` trains
 a rank-8 adapter on a real instruct model (SmolLM2-135M-Instruct): full fine-tuning of 100M+
 parameters on CPU costs memory per owner and copies of the whole model per artifact, while an
@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from .dpo import TrainingConfig
-from .model_card import parameter_count
+from .model_card import has_safetensors, parameter_count
 
 TINY, LORA, AUTO = "tiny", "lora", "auto"
 PRESETS = (TINY, LORA, AUTO)
@@ -49,14 +49,11 @@ def resolve(name: str, base_dir: str | Path) -> str:
 
 
 def default_preset(base_dir: str | Path | None) -> str:
-    """What a round created without a preset trains with: `auto`'s choice for ``base_dir``, or `tiny` when its
-    weights cannot be counted (no safetensors files), as every round did before presets."""
-    if base_dir is None:
+    """What a round created without a preset trains with: `auto`'s choice for ``base_dir``, or `tiny` when it
+    holds no safetensors weights to count, as every round did before presets. Unreadable weights are an error."""
+    if base_dir is None or not has_safetensors(base_dir):
         return TINY
-    try:
-        return resolve(AUTO, base_dir)
-    except ValueError:
-        return TINY
+    return resolve(AUTO, base_dir)
 
 
 def preset_config(name: str) -> TrainingConfig:

@@ -208,6 +208,7 @@ def prepare_process() -> None:
     """
     if _WARM.prepared:
         return
+    activation_checkpointing("cpu")  # a misspelt worker setting fails the worker at start, not each fine-tune
     import torch  # noqa: F401
     import transformers  # noqa: F401
     from trl import DPOConfig, DPOTrainer  # noqa: F401  (TRL imports its trainers lazily)

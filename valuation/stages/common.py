@@ -168,8 +168,9 @@ def round_config(*, training: dict, seed: int, beta: float | None, budget: int, 
 
     The training config is the named preset (engine/presets.py; `auto` resolved against the base model in
     ``base_dir``) with ``training``'s single keys on top. Without a preset `auto` decides
-    (`presets.default_preset`); when it decides `tiny` no preset is recorded: `TrainingConfig()` with the
-    overrides, exactly the config of rounds from before presets."""
+    (`presets.default_preset`, recorded with `requested` None); when it decides `tiny` no preset is recorded:
+    `TrainingConfig()` with the overrides, the training config (and owner-model cache keys) of rounds from
+    before presets."""
     cfg, chosen = _training_from_preset(preset, training, seed=seed, beta=beta, base_dir=base_dir)
     config = {"training": dataclasses.asdict(cfg), "beta": cfg.beta, "seed": seed, "budget": budget,
               "target": target, "versions": _library_versions()}
@@ -203,7 +204,7 @@ def _training_from_preset(preset, training: dict, *, seed: int, beta, base_dir) 
         raise ValidationError(str(exc)) from None
     if preset is None and name == presets.TINY:
         return cfg, None
-    return cfg, {"name": name, "requested": preset or presets.AUTO}
+    return cfg, {"name": name, "requested": preset}
 
 
 def preset_of(config: dict) -> dict:

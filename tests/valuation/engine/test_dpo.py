@@ -152,11 +152,27 @@ def test_a_worker_chooses_activation_checkpointing_by_device_unless_told(monkeyp
         activation_checkpointing("cpu")
 
 
+def test_the_trainer_checkpoints_by_the_size_of_the_model_it_trains(base_model, owner_train_pairs, tmp_path,
+                                                                     monkeypatch):
+    from valuation.engine import runtime
+    from valuation.engine.dpo import build_trainer
+
+    monkeypatch.delenv("VALUATION_ACTIVATION_CHECKPOINTING", raising=False)
+    pairs = owner_train_pairs[:8]
+    assert not build_trainer(base_model.path, pairs, TEST_TRAINING_CONFIG, str(tmp_path)).args.gradient_checkpointing
+    monkeypatch.setattr(runtime, "CHECKPOINT_MIN_PARAMETERS", 1_000)  # the tiny model counts as large
+    assert build_trainer(base_model.path, pairs, TEST_TRAINING_CONFIG, str(tmp_path)).args.gradient_checkpointing
+    monkeypatch.setenv("VALUATION_ACTIVATION_CHECKPOINTING", "maybe")
+    runtime.clear()
+    with pytest.raises(ValueError, match="VALUATION_ACTIVATION_CHECKPOINTING must be one of"):
+        runtime.prepare_process()  # a worker with a misspelt setting fails when it starts
+
+
 @pytest.mark.parametrize("use_lora", [False, True])
 def test_activation_checkpointing_changes_no_bit_of_the_weights(base_model, owner_train_pairs, tmp_path, monkeypatch,
                                                                 use_lora):
-    """CPU workers train without TRL's default activation checkpointing (one forward pass fewer per step) unless
-    told to; the weights must be the very ones a checkpointing run gives, or a cache key would mean two models."""
+    """A worker checkpoints activations or not (runtime.activation_checkpointing: by device and model size, or as
+    told); the weights must be the very ones either way, or a cache key would mean two models."""
     from valuation.engine import dpo
 
     config = TrainingConfig(epochs=1, use_lora=use_lora, seed=0)
@@ -182,8 +198,11 @@ print(result.model_hash)
 
 
 def test_an_adapter_hashes_the_same_in_every_process(base_model, tmp_path):
-    """PEFT writes target_modules in a set's order, which follows the process's string-hash seed; an adapter
-    trained twice must still hash the same, or a from-scratch replay of a LoRA round reports a different model."""
+    """PEFT writes target_modules in a set's order, which follows the process's string-hash seed, and the base
+    model's path; an adapter trained twice, from two copies of the base model, in two processes, must still hash
+    the same, or a from-scratch replay of a LoRA round reports a different model."""
+    import shutil
+
     import os
     import subprocess
     import sys
@@ -192,12 +211,14 @@ def test_an_adapter_hashes_the_same_in_every_process(base_model, tmp_path):
     root = Path(__file__).resolve().parents[3]
     hashes, configs = [], []
     for seed in ("1", "2"):
-        out = tmp_path / f"seed{seed}"
+        out, base = tmp_path / f"seed{seed}", shutil.copytree(base_model.path, tmp_path / f"base{seed}")
         env = {**os.environ, "PYTHONHASHSEED": seed, "VALUATION_TORCH_THREADS": "1", "PYTHONPATH": str(root)}
-        done = subprocess.run([sys.executable, "-c", _TRAIN_ONE_ADAPTER, str(base_model.path), str(out)], env=env,
+        done = subprocess.run([sys.executable, "-c", _TRAIN_ONE_ADAPTER, str(base), str(out)], env=env,
                               capture_output=True, text=True, cwd=root, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         hashes.append(done.stdout.split()[-1])
-        configs.append(json.loads((out / "adapter_config.json").read_text())["target_modules"])
-    assert configs[0] == configs[1] == sorted(configs[0])
-    assert hashes[0] == hashes[1]
+        configs.append(json.loads((out / "adapter_config.json").read_text()))
+        assert not (out / "README.md").exists()
+    assert configs[0]["target_modules"] == sorted(configs[0]["target_modules"])
+    assert configs[0]["base_model_name_or_path"] is None
+    assert configs[0] == configs[1] and hashes[0] == hashes[1]
