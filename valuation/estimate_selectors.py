@@ -15,9 +15,7 @@ def _training_rate(valuation_round) -> estimates.Throughput | None:
     """Tokens per second of this machine's fine-tunes of the round's kind (LoRA or full: an adapter's step
     skips the base weights' gradients and optimiser state): on the same base model, measured, before any
     scaled from other base models; fine-tunes from before the kind was recorded come after those of it."""
-    from .stages.common import training_config
-
-    lora = training_config(valuation_round.config).use_lora
+    lora = bool((valuation_round.config.get("training") or {}).get("use_lora", False))  # none: a full fine-tune
     # Only these numbers out of the metrics JSON: the step logs there are far larger than a throughput needs.
     rows = list(OwnerModel.objects.exclude(seconds=0).order_by("-created_at").values_list(
         "base_model_hash", "seconds", "metrics__tokens", "metrics__base_parameters", "metrics__lora")[:RECENT])
