@@ -73,8 +73,8 @@ def round_create(*, name: str, pool, eval_set: EvalSet, base_model: BaseModel | 
     valuing; `data_quality_options` tune it (engine/data_quality.OPTIONS). `payout_policy` is what the pool
     is split by (engine/allocation.py): the Shapley value (`clip`) or the split-proof margin share.
     `preset` names the training config (engine/presets.py: tiny, lora, auto) that `training` overrides key by
-    key; without one `auto` chooses by the base model's size, and a `tiny` choice records no preset (the config
-    of rounds from before presets)."""
+    key; without one `auto` chooses by the base model's size, and a `tiny` choice records no preset (the
+    training config of rounds from before presets)."""
     _validate_choice(utility, Utility, "utility")
     _validate_choice(composition, Composition, "composition")
     _validate_choice(estimator, Estimator, "estimator")
