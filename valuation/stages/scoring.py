@@ -51,8 +51,9 @@ def score_eval_hash(valuation_round) -> str:
     max_length = eval_max_length(valuation_round)
     if max_length is not None:
         key = hashlib.sha256(f"{key}:max_length={max_length}".encode()).hexdigest()
-    if score_order(valuation_round) != "input":
-        key = hashlib.sha256(f"{key}:order={score_order(valuation_round)}".encode()).hexdigest()
+    order = score_order(valuation_round)
+    if order != "input":
+        key = hashlib.sha256(f"{key}:order={order}".encode()).hexdigest()
     return key
 
 

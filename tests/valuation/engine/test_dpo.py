@@ -201,9 +201,8 @@ def test_an_adapter_hashes_the_same_in_every_process(base_model, tmp_path):
     """PEFT writes target_modules in a set's order, which follows the process's string-hash seed, and the base
     model's path; an adapter trained twice, from two copies of the base model, in two processes, must still hash
     the same, or a from-scratch replay of a LoRA round reports a different model."""
-    import shutil
-
     import os
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
